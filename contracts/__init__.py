@@ -1,0 +1,1 @@
+"""Wire contracts: msgspec Structs, error codes, signing helpers. Imports nothing of ours."""

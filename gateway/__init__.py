@@ -1,0 +1,1 @@
+"""The Litestar app, authentication, the CLI and background workers."""

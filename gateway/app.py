@@ -1,0 +1,80 @@
+"""The Litestar app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from gateway import errors
+from gateway.request_id import before_send, request_id_middleware
+from gateway.routes import health, operator_session
+from gateway.state import AppState
+from gateway.tokens import load_or_create
+from gateway.workers import Scheduler, default_jobs
+from infra import db
+from infra import settings as settings_module
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REQUEST_BODY_BYTES_MAX = 1_048_576
+VERSION = "0.1.0"
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    openmetrics_format = False
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or settings_module.load()
+    if not settings.database_url:
+        raise settings_module.ConfigError(
+            "DATABASE_URL is unset: start the service with `coalition serve`, which provides "
+            "the embedded PostgreSQL"
+        )
+    signing_key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
+    state = AppState(
+        settings=settings, signing_key=signing_key, verification_keys={signing_key.kid: signing_key}
+    )
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        state.pool = await db.create_pool(
+            database_url, size_min=settings.pool_size_min, size_max=settings.pool_size_max
+        )
+        scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await state.pool.close()
+
+    prometheus = PrometheusConfig(
+        app_name="coalition", prefix="coalition", group_path=True, exclude=["/metrics"]
+    )
+    return Litestar(
+        route_handlers=[*health.ROUTES, *operator_session.ROUTES, MetricsController],
+        middleware=[request_id_middleware, prometheus.middleware],
+        plugins=[errors.plugin()],
+        before_send=[before_send],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Coalition",
+            version=VERSION,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        debug=settings.debug,
+        logging_config=None,
+        on_startup=[lambda app: setattr(app.state, "app", state)],
+    )

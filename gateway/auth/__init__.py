@@ -1,0 +1,1 @@
+"""Authentication: operator and shopper JWTs, partner request signatures."""

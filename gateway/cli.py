@@ -1,0 +1,182 @@
+"""The `coalition` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from gateway import demo, logs
+from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
+from infra import db, embedded, migrations
+from infra import settings as settings_module
+from infra.settings import Settings
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+WORKERS_MAX = 32
+
+
+class CliError(Exception):
+    """Ends the command with one clear line on stderr and a non-zero exit."""
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} on {host} is already in use (set COALITION_PORT or --port)"
+                ) from None
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _database(settings: Settings) -> tuple[str, embedded.EmbeddedPostgres | None]:
+    """The DSN to use, starting the embedded PostgreSQL when DATABASE_URL is unset."""
+    if settings.database_url:
+        try:
+            asyncio.run(db.check_reachable(settings.database_url))
+        except db.DatabaseUnreachable as exc:
+            masked = settings_module.mask_dsn(settings.database_url)
+            raise CliError(f"DATABASE_URL {masked} is unreachable: {exc}") from None
+        return settings.database_url, None
+    try:
+        server = embedded.start(settings.data_dir)
+    except embedded.EmbeddedUnavailable as exc:
+        raise CliError(str(exc)) from None
+    return server.dsn, server
+
+
+async def _migrate(dsn: str) -> list[migrations.Migration]:
+    conn = await asyncpg.connect(dsn, timeout=db.CONNECT_TIMEOUT_S)
+    try:
+        return await migrations.migrate(conn)
+    except migrations.MigrationError as exc:
+        raise CliError(f"migrations refused: {exc}") from None
+    finally:
+        await conn.close()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    _check_port_free(host, port)
+    dsn, server = _database(settings)
+    try:
+        applied = asyncio.run(_migrate(dsn))
+        if args.demo:
+            print(f"coalition: demo network: {asyncio.run(demo.seed(dsn))}", flush=True)
+        os.environ["DATABASE_URL"] = dsn  # worker processes read it from the environment
+        key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
+        token = mint_operator(key, subject="make-run", role=Role.ADMIN, ttl_s=12 * 3600)
+        base = f"http://{host}:{port}"
+        print(f"coalition: {len(applied)} migration(s) applied; serving on {base}", flush=True)
+        print(f"  health   {base}/healthz   ready {base}/readyz   metrics {base}/metrics")
+        print(f"  api docs {base}/schema/swagger   OpenAPI {base}/schema")
+        print(f"  operator token (admin, 12 h):\n    {token}")
+        print(f"  try: curl -H 'Authorization: Bearer <token>' {base}/v1/operator/me", flush=True)
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    dsn, server = _database(settings)
+    try:
+        applied = asyncio.run(_migrate(dsn))
+    finally:
+        if server is not None:
+            server.stop()
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print(f"{len(applied)} migration(s) applied; the database is current")
+    return 0
+
+
+def cmd_config(_: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(settings.masked(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    if not 0 < args.ttl <= TTL_S_MAX:
+        raise CliError(f"--ttl must be within 1..{TTL_S_MAX} seconds")
+    key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
+    print(mint_operator(key, subject=args.subject, role=Role(args.role), ttl_s=args.ttl))
+    return 0
+
+
+def cmd_bench(_: argparse.Namespace, __: Settings) -> int:
+    raise CliError("`coalition bench` is not built yet (issue: performance); nothing was measured")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coalition", description="Coalition loyalty network")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service and background workers")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=range(1, WORKERS_MAX + 1),
+        metavar=f"1..{WORKERS_MAX}",
+    )
+    serve.set_defaults(handler=cmd_serve)
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(handler=cmd_migrate)
+    sub.add_parser("config", help="print effective settings, secrets masked").set_defaults(
+        handler=cmd_config
+    )
+    token = sub.add_parser("token", help="mint tokens")
+    token_sub = token.add_subparsers(dest="kind", required=True)
+    operator = token_sub.add_parser("operator", help="an operator JWT")
+    operator.add_argument("--role", required=True, choices=[r.value for r in Role])
+    operator.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    operator.add_argument("--subject", default="cli")
+    operator.set_defaults(handler=cmd_token)
+    sub.add_parser("bench", help="benchmarks (not built yet)").set_defaults(handler=cmd_bench)
+    return parser
+
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_module.load()
+        logs.configure(settings.log_level)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except (CliError, settings_module.ConfigError) as exc:
+        print(f"coalition: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, settings_module.ConfigError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The one place where errors become RFC 9457 problem documents.
+
+Every error, expected or not, leaves as `application/problem+json` with a stable `code` and
+the request id. Unexpected errors are logged with their traceback and answered without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from contracts.errors import (
+    PROBLEM_MEDIA_TYPE,
+    DomainError,
+    ErrorCode,
+    Problem,
+    problem_type,
+)
+from gateway import request_id
+
+log = logging.getLogger(__name__)
+
+TITLE_BY_STATUS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+# Domain errors carry a `code`; their HTTP status is decided here, not in the domain.
+STATUS_BY_DOMAIN_CODE: dict[str, int] = {}
+DOMAIN_STATUS_DEFAULT = 422
+
+
+class ApiError(HTTPException):
+    """An error raised by gateway code with an explicit stable code."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.code = code
+        self.fields = dict(extra or {})
+
+
+def _code_for_http(exc: HTTPException) -> str:
+    if isinstance(exc, ApiError):
+        return exc.code
+    for kind, code in (
+        (NotFoundException, ErrorCode.NOT_FOUND),
+        (MethodNotAllowedException, ErrorCode.METHOD_NOT_ALLOWED),
+        (ValidationException, ErrorCode.VALIDATION_FAILED),
+        (RequestEntityTooLarge, ErrorCode.BODY_TOO_LARGE),
+        (NotAuthorizedException, ErrorCode.UNAUTHENTICATED),
+        (PermissionDeniedException, ErrorCode.FORBIDDEN),
+        (TooManyRequestsException, ErrorCode.RATE_LIMITED),
+    ):
+        if isinstance(exc, kind):
+            return code
+    if exc.status_code == 400 and "json" in str(exc.detail).lower():
+        return ErrorCode.MALFORMED_JSON
+    if exc.status_code == 415:
+        return ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    return ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.VALIDATION_FAILED
+
+
+class CoalitionProblem(ProblemDetailsException):
+    """A problem that renders with the request id, the path and the contract's shape."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        return render(request, self)
+
+
+def _problem(status: int, code: str, detail: str, **extra: Any) -> ProblemDetailsException:
+    return CoalitionProblem(
+        status_code=status,
+        title=TITLE_BY_STATUS.get(status, "Error"),
+        type_=problem_type(code),
+        detail=detail,
+        extra={"code": code, **extra},
+    )
+
+
+def from_http(exc: HTTPException) -> ProblemDetailsException:
+    code = _code_for_http(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ApiError):
+        extra.update(exc.fields)
+    if isinstance(exc.extra, list) and exc.extra:
+        extra["errors"] = [
+            {k: str(v) for k, v in item.items()} for item in exc.extra if isinstance(item, dict)
+        ]
+    detail = str(exc.detail) if exc.status_code < 500 else "the server failed to answer"
+    problem = _problem(exc.status_code, code, detail, **extra)
+    problem.headers = exc.headers
+    return problem
+
+
+def from_domain(exc: DomainError) -> ProblemDetailsException:
+    status = STATUS_BY_DOMAIN_CODE.get(exc.code, DOMAIN_STATUS_DEFAULT)
+    return _problem(status, exc.code, str(exc), **exc.details())
+
+
+def from_unexpected(exc: Exception) -> ProblemDetailsException:
+    log.error("unhandled error", exc_info=exc)
+    return _problem(500, ErrorCode.INTERNAL_ERROR, "the server failed to answer")
+
+
+def render(request: Request[Any, Any, Any], exc: ProblemDetailsException) -> Response[Any]:
+    """Add the request id and instance, then answer problem+json."""
+    body: dict[str, Any] = {
+        "type": exc.type_ or problem_type(ErrorCode.INTERNAL_ERROR),
+        "title": exc.title or TITLE_BY_STATUS.get(exc.status_code, "Error"),
+        "status": exc.status_code,
+        "detail": exc.detail,
+        "instance": request.url.path,
+        "request_id": request_id.ensure(request.scope),
+    }
+    if isinstance(exc.extra, Mapping):
+        body.update(exc.extra)
+    body.setdefault("code", ErrorCode.INTERNAL_ERROR)
+    # Validate our own output against the contract: a malformed problem is a bug.
+    Problem(**body)
+    return Response(
+        body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers
+    )
+
+
+def plugin() -> ProblemDetailsPlugin:
+    mapping: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+        HTTPException: from_http,
+        DomainError: from_domain,
+        Exception: from_unexpected,
+    }
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(exception_handler=render, exception_to_problem_detail_map=mapping)
+    )

@@ -1,0 +1,1 @@
+"""Database plumbing: settings, pool, migrations and the embedded PostgreSQL."""

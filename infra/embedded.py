@@ -1,0 +1,65 @@
+"""The embedded PostgreSQL (pgserver) used when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR that warns
+# on every start although the fallback in /tmp is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+from pgserver import postgres_server  # noqa: E402
+
+log = logging.getLogger(__name__)
+# pgserver logs every pg_ctl call with its full output at INFO; keep only its warnings.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+class EmbeddedUnavailable(Exception):
+    """The embedded PostgreSQL could not start; the message says why."""
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded cluster; `stop()` shuts it down cleanly."""
+
+    pgdata: Path
+    server: Any
+
+    @property
+    def dsn(self) -> str:
+        return str(self.server.get_uri())
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Raise EmbeddedUnavailable unless `data_dir` is (or can become) a writable folder."""
+    data_dir = data_dir.expanduser().resolve()
+    probe = data_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EmbeddedUnavailable(f"data directory {data_dir} is not a directory")
+    if not os.access(probe, os.R_OK | os.W_OK | os.X_OK):
+        raise EmbeddedUnavailable(f"data directory {probe} is not readable and writable")
+
+
+def start(data_dir: Path, *, cleanup_mode: str = "stop") -> EmbeddedPostgres:
+    """Start (or reuse) the cluster under `data_dir/pgdata`."""
+    check_data_dir(data_dir)
+    pgdata = data_dir.expanduser().resolve() / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = postgres_server.get_server(pgdata, cleanup_mode=cleanup_mode)
+    except Exception as exc:  # pgserver raises bare exceptions with the pg_ctl log
+        raise EmbeddedUnavailable(
+            f"embedded PostgreSQL in {pgdata} failed to start: {exc}"
+        ) from exc
+    log.info("embedded postgres ready", extra={"pgdata": str(pgdata)})
+    return EmbeddedPostgres(pgdata=pgdata, server=server)

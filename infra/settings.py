@@ -1,0 +1,99 @@
+"""Effective configuration, read once from the environment (`COALITION_*`, `DATABASE_URL`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+SECRET_FIELDS = frozenset({"jwt_private_key_pem", "master_key"})
+PORT_MIN = 1
+PORT_MAX = 65_535
+POOL_SIZE_MAX = 100
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    data_dir: Path = Path(".coalition")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    debug: bool = False
+    log_level: str = "INFO"
+    currency: str = "EUR"
+    pool_size_min: int = 2
+    pool_size_max: int = 10
+    workers_enabled: bool = True
+    jwt_private_key_pem: str | None = None
+    master_key: str | None = None
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
+        shown: dict[str, str] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in SECRET_FIELDS:
+                shown[name] = "***" if value else "(unset)"
+            elif name == "database_url":
+                shown[name] = mask_dsn(value) if value else "(embedded)"
+            else:
+                shown[name] = str(value)
+        return shown
+
+
+def mask_dsn(dsn: str) -> str:
+    """Replace the password of a DSN with ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment); raise ConfigError."""
+    env = os.environ if env is None else env
+    currency = env.get("COALITION_CURRENCY", "EUR")
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ConfigError(f"COALITION_CURRENCY={currency!r} is not an ISO 4217 code")
+    pool_max = _int(env, "COALITION_DB_POOL_MAX", 10, 1, POOL_SIZE_MAX)
+    return Settings(
+        database_url=env.get("DATABASE_URL") or None,
+        data_dir=Path(env.get("COALITION_DATA_DIR", ".coalition")),
+        host=env.get("COALITION_HOST", "127.0.0.1"),
+        port=_int(env, "COALITION_PORT", 8000, PORT_MIN, PORT_MAX),
+        debug=_flag(env, "COALITION_DEBUG", False),
+        log_level=env.get("COALITION_LOG_LEVEL", "INFO").upper(),
+        currency=currency,
+        pool_size_min=min(2, pool_max),
+        pool_size_max=pool_max,
+        workers_enabled=_flag(env, "COALITION_WORKERS", True),
+        jwt_private_key_pem=env.get("COALITION_JWT_PRIVATE_KEY") or None,
+        master_key=env.get("COALITION_MASTER_KEY") or None,
+    )
