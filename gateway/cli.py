@@ -138,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service and background workers")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--demo", action="store_true", help="seed a small demo network first")
     serve.add_argument(
         "--workers",
         type=int,

@@ -131,7 +131,7 @@ def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
 def serve_once(data_dir: Path, port: int) -> str:
     """Start `coalition serve` on the embedded database, check it, Ctrl-C it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "gateway.cli", "serve", "--demo", "--port", str(port)],
         env=base_env(data_dir),
         text=True,
         stdout=subprocess.PIPE,
