@@ -13,7 +13,11 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 # LogRecord attributes that are plumbing, not payload.
-_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn duplicates msg with ANSI colours
+}
 
 
 class JsonFormatter(logging.Formatter):
