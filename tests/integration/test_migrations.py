@@ -16,9 +16,20 @@ from infra import migrations
 @pytest.fixture
 async def conn(empty_database_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(empty_database_url)
-    await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    await reset(connection)
     yield connection
     await connection.close()
+
+
+async def reset(conn: asyncpg.Connection) -> None:
+    """Drop every schema of ours, whatever the migrations created."""
+    schemas = await conn.fetch(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+        "AND nspname NOT IN ('information_schema', 'public')"
+    )
+    for row in schemas:
+        await conn.execute(f'DROP SCHEMA "{row["nspname"]}" CASCADE')
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
 
 
 def write(directory: Path, name: str, sql: str) -> None:
@@ -30,7 +41,7 @@ async def test_project_migrations_apply_on_an_empty_database_and_are_idempotent(
 ) -> None:
     conn = await asyncpg.connect(empty_database_url)
     try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await reset(conn)
         first = await migrations.migrate(conn)
         second = await migrations.migrate(conn)
         recorded = await conn.fetchval("SELECT count(*) FROM schema_migrations")
@@ -96,7 +107,7 @@ async def test_concurrent_runners_apply_each_migration_once(
     )
     conns = [await asyncpg.connect(empty_database_url) for _ in range(4)]
     try:
-        await conns[0].execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await reset(conns[0])
         results = await asyncio.gather(*(migrations.migrate(c, tmp_path) for c in conns))
         rows = await conns[0].fetchval("SELECT count(*) FROM applied_counter")
     finally:
