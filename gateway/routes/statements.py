@@ -1,0 +1,69 @@
+"""Partner routes: this partner's own settlement statements, as JSON or CSV
+(`Accept: text/csv` or `?format=csv`). Another partner's statement id answers 404."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+
+from contracts.settlement import STATEMENTS_LIMIT_DEFAULT, STATEMENTS_LIMIT_MAX
+from gateway.auth.signatures import Caller
+from gateway.routes._common import in_transaction
+from ledger import settlement
+
+CURSOR_CHARS_MAX = 512
+CSV = "text/csv"
+JSON = "application/json"
+
+Format = Annotated[Literal["json", "csv"] | None, Parameter(query="format")]
+
+
+def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return CSV in request.headers.get("accept", "")
+
+
+@get("/v1/statements/{statement_id:int}")
+async def get_statement(
+    request: Request[Any, Any, Any],
+    statement_id: int,
+    caller: NamedDependency[Caller],
+    fmt: Format = None,
+) -> Response[bytes]:
+    statement = await in_transaction(
+        request,
+        lambda conn: settlement.get_statement(conn, statement_id, partner_id=caller.partner_id),
+    )
+    if _wants_csv(request, fmt):
+        return Response(settlement.statements_csv([statement]).encode(), media_type=CSV)
+    return Response(msgspec.json.encode(statement), media_type=JSON)
+
+
+@get("/v1/statements")
+async def list_statements(
+    request: Request[Any, Any, Any],
+    caller: NamedDependency[Caller],
+    cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=STATEMENTS_LIMIT_MAX)] = STATEMENTS_LIMIT_DEFAULT,
+    fmt: Format = None,
+) -> Response[bytes]:
+    page = await in_transaction(
+        request,
+        lambda conn: settlement.list_statements(
+            conn, caller.partner_id, cursor=cursor, limit=limit
+        ),
+    )
+    if _wants_csv(request, fmt):
+        headers = {"Next-Cursor": page.next_cursor} if page.next_cursor else None
+        return Response(
+            settlement.statements_csv(page.items).encode(), media_type=CSV, headers=headers
+        )
+    return Response(msgspec.json.encode(page), media_type=JSON)
+
+
+ROUTES = [get_statement, list_statements]
