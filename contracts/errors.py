@@ -31,6 +31,47 @@ class ErrorCode(StrEnum):
     TOKEN_INVALID = "token_invalid"  # noqa: S105 (an error code, not a secret)
     TOKEN_EXPIRED = "token_expired"  # noqa: S105
     ROLE_REQUIRED = "role_required"
+    # partner request signatures (RFC 9421)
+    SIGNATURE_INVALID = "signature_invalid"
+    SIGNATURE_EXPIRED = "signature_expired"
+    NONCE_REUSED = "nonce_reused"
+    DIGEST_MISMATCH = "digest_mismatch"
+    KEY_UNKNOWN = "key_unknown"
+    KEY_REVOKED = "key_revoked"
+    # idempotency and references
+    IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+    IDEMPOTENCY_MISMATCH = "idempotency_mismatch"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    PARTNER_REF_CONFLICT = "partner_ref_conflict"
+    # partners and shoppers
+    PARTNER_SLUG_TAKEN = "partner_slug_taken"
+    PRICING_NOT_EFFECTIVE = "pricing_not_effective"
+    PRICING_EFFECTIVE_IN_PAST = "pricing_effective_in_past"
+    KEY_LIMIT_REACHED = "key_limit_reached"
+    CARD_UNKNOWN = "card_unknown"
+    CARD_NUMBER_INVALID = "card_number_invalid"
+    CARD_NUMBER_TAKEN = "card_number_taken"
+    CURRENCY_UNSUPPORTED = "currency_unsupported"
+    INSUFFICIENT_POINTS = "insufficient_points"
+    HOLD_NOT_OPEN = "hold_not_open"
+    CAPTURE_EXCEEDS_HOLD = "capture_exceeds_hold"
+    REFUND_EXCEEDS_ORIGINAL = "refund_exceeds_original"
+    REFUND_NOT_APPLICABLE = "refund_not_applicable"
+    CURSOR_INVALID = "cursor_invalid"
+    # program rules: earn rules, campaigns, referrals (issue 6)
+    LINES_EXCEED_AMOUNT = "lines_exceed_amount"
+    CAMPAIGN_INVALID = "campaign_invalid"
+    REFERRAL_CODE_UNKNOWN = "referral_code_unknown"
+    REFERRAL_NOT_ALLOWED = "referral_not_allowed"
+    # shopper identity and sessions (issue 6)
+    CARD_BLOCKED = "card_blocked"
+    CARD_STATE_CONFLICT = "card_state_conflict"
+    SHOPPER_ERASED = "shopper_erased"
+    MERGE_REFUSED = "merge_refused"
+    PHONE_INVALID = "phone_invalid"
+    IDENTIFIER_TAKEN = "identifier_taken"
+    # personalization and analytics (issue 8)
+    ANALYTICS_PERIOD_INVALID = "analytics_period_invalid"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -44,6 +85,18 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     instance: str | None = None
     request_id: str | None = None
     errors: list[dict[str, str]] | None = None
+    # members some codes add (domain `details()`): what a client needs to act on the refusal
+    available: int | None = None
+    requested: int | None = None
+    held: int | None = None
+    remaining: int | None = None
+    unit: str | None = None
+    partner_ref: str | None = None
+    hold_status: str | None = None
+    currency_expected: str | None = None
+    active_keys_max: int | None = None
+    card_status: str | None = None
+    role: str | None = None
 
 
 def problem_type(code: str) -> str:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -45,6 +46,7 @@ TITLE_BY_STATUS = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -54,8 +56,34 @@ TITLE_BY_STATUS = {
 }
 
 # Domain errors carry a `code`; their HTTP status is decided here, not in the domain.
-STATUS_BY_DOMAIN_CODE: dict[str, int] = {}
+STATUS_BY_DOMAIN_CODE: dict[str, int] = {
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CARD_UNKNOWN: 404,
+    ErrorCode.PARTNER_SLUG_TAKEN: 409,
+    ErrorCode.KEY_LIMIT_REACHED: 409,
+    ErrorCode.CARD_NUMBER_TAKEN: 409,
+    ErrorCode.PARTNER_REF_CONFLICT: 409,
+    ErrorCode.HOLD_NOT_OPEN: 409,
+    ErrorCode.CURSOR_INVALID: 400,
+    ErrorCode.ANALYTICS_PERIOD_INVALID: 400,
+    ErrorCode.CARD_BLOCKED: 422,
+    ErrorCode.CARD_STATE_CONFLICT: 409,
+    ErrorCode.SHOPPER_ERASED: 410,
+    ErrorCode.MERGE_REFUSED: 409,
+    ErrorCode.IDENTIFIER_TAKEN: 409,
+    # ledger codes (ledger/errors.py), carried by partners.errors.LedgerRefused
+    "hold_not_found": 404,
+    "idempotency_conflict": 409,
+    "holds_open": 409,
+    # settlement and reconciliation (ledger/settlement.py, ledger/reconciliation.py)
+    "period_end_before_last": 409,
+    "statement_state_invalid": 409,
+    "reconciliation_item_resolved": 409,
+    "reconciliation_too_large": 413,
+    # everything else (insufficient_points, refund_exceeds_original, ...) is 422
+}
 DOMAIN_STATUS_DEFAULT = 422
+CAUSE_DEPTH_MAX = 8
 
 
 class ApiError(HTTPException):
@@ -75,9 +103,23 @@ class ApiError(HTTPException):
         self.fields = dict(extra or {})
 
 
+def _is_malformed_body(exc: BaseException) -> bool:
+    """A body that is not JSON at all (msgspec's DecodeError), not one of the wrong shape."""
+    seen: BaseException | None = exc
+    for _ in range(CAUSE_DEPTH_MAX):
+        if seen is None:
+            return False
+        if isinstance(seen, msgspec.DecodeError) and not isinstance(seen, msgspec.ValidationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _code_for_http(exc: HTTPException) -> str:
     if isinstance(exc, ApiError):
         return exc.code
+    if exc.status_code == 400 and _is_malformed_body(exc):
+        return ErrorCode.MALFORMED_JSON
     for kind, code in (
         (NotFoundException, ErrorCode.NOT_FOUND),
         (MethodNotAllowedException, ErrorCode.METHOD_NOT_ALLOWED),
@@ -151,8 +193,9 @@ def render(request: Request[Any, Any, Any], exc: ProblemDetailsException) -> Res
     if isinstance(exc.extra, Mapping):
         body.update(exc.extra)
     body.setdefault("code", ErrorCode.INTERNAL_ERROR)
-    # Validate our own output against the contract: a malformed problem is a bug.
-    Problem(**body)
+    # Check our own output against the contract's members (a malformed problem is a bug);
+    # extension members a domain error adds beyond the contract pass through unchecked.
+    msgspec.convert({k: v for k, v in body.items() if k in Problem.__struct_fields__}, Problem)
     return Response(
         body, status_code=exc.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers
     )

@@ -74,6 +74,13 @@ class OperatorClaims:
     token_id: str
 
 
+@dataclass(frozen=True)
+class ShopperClaims:
+    shopper_id: int
+    partner_id: int  # the partner whose app authenticated the shopper
+    token_id: str
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -181,3 +188,38 @@ def verify_operator(token: str, keys: dict[str, SigningKey]) -> OperatorClaims:
     except ValueError:
         raise TokenRejected("token_invalid", "the token names no known role") from None
     return OperatorClaims(subject=str(claims["sub"]), role=role, token_id=str(claims.get("jti")))
+
+
+SHOPPER_SUBJECT_PREFIX = "shopper:"
+SHOPPER_TTL_S_MAX = 3600  # shopper sessions are short: a partner app mints a new one
+
+
+def mint_shopper(key: SigningKey, *, shopper_id: int, partner_id: int, ttl_s: int) -> str:
+    assert 0 < ttl_s <= SHOPPER_TTL_S_MAX, ttl_s
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": SHOPPER_AUDIENCE,
+        "sub": f"{SHOPPER_SUBJECT_PREFIX}{shopper_id}",
+        "pid": partner_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(
+        claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": SHOPPER_TYP}
+    )
+
+
+def verify_shopper(token: str, keys: dict[str, SigningKey]) -> ShopperClaims:
+    """Pinned like operator tokens: EdDSA only, shopper audience and typ, exp/iat/sub required."""
+    claims = _decode(token, keys, audience=SHOPPER_AUDIENCE, typ=SHOPPER_TYP)
+    subject = str(claims["sub"])
+    number = subject.removeprefix(SHOPPER_SUBJECT_PREFIX)
+    partner_id = claims.get("pid")
+    if number == subject or not number.isdigit() or not isinstance(partner_id, int):
+        raise TokenRejected("token_invalid", "the token names no shopper")
+    return ShopperClaims(
+        shopper_id=int(number), partner_id=partner_id, token_id=str(claims.get("jti"))
+    )

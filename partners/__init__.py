@@ -1,0 +1,1 @@
+"""Partners: tenants, pricing, API keys, partner operations (door: `partners.operations`)."""

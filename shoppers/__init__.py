@@ -1,0 +1,1 @@
+"""Shoppers: enrollment and cards. The door is `shoppers.service`."""

@@ -99,3 +99,16 @@ async def test_jwks_publishes_the_signing_key(
     assert keys[0]["kty"] == "OKP"
     assert keys[0]["alg"] == "EdDSA"
     assert "d" not in keys[0]
+
+
+async def test_a_role_refusal_is_a_403_problem_naming_the_role(
+    http: httpx.AsyncClient, signing_key: SigningKey
+) -> None:
+    token = mint_operator(signing_key, subject="bob", role=Role.AUDITOR, ttl_s=60)
+    response = await http.post(
+        "/v1/operator/settlements",
+        json={"period_end": "2026-01-01T00:00:00Z"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert_problem(response, 403, "role_required")
+    assert response.json()["role"] == "auditor"

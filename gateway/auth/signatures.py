@@ -1,0 +1,269 @@
+"""Partner authentication: RFC 9421 HTTP Message Signatures, hmac-sha256, one key per call.
+
+The request path of a signed call (a guard, so it runs before the body is parsed):
+
+1. parse Signature-Input: one signature with `keyid`, `created`, `nonce`, covering `@method`,
+   `@target-uri` and, when there is a body, `content-digest`   -> signature_invalid
+2. `created` within CREATED_SKEW_S_MAX of our clock, either way -> signature_expired
+3. the key: known -> key_unknown, not revoked                    -> key_revoked
+4. the signature itself over the signature base (the library)  -> signature_invalid
+5. Content-Digest against the raw body bytes                    -> digest_mismatch
+6. the nonce, remembered per key in PostgreSQL for the window   -> nonce_reused
+7. the per-key rate limit (gateway/rate_limit.py)               -> 429 rate_limited
+8. POST needs an Idempotency-Key                                -> idempotency_key_required
+
+Every refusal is a 401 problem with its code, counted in SIGNATURE_FAILURES. Secrets are never
+logged: only key ids and codes are.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import http_sf
+from http_message_signatures import (
+    ContentDigest,
+    HTTPMessageVerifier,
+    InvalidSignature,
+    MappingKeyResolver,
+    algorithms,
+)
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from contracts.errors import ErrorCode
+from contracts.signing import ALGORITHM_ID, CREATED_SKEW_S_MAX, secret_bytes
+from gateway import metrics, queries, rate_limit
+from gateway.errors import ApiError
+from gateway.partner_state import PartnerGateway
+from gateway.state import AppState
+from partners import operations
+
+log = logging.getLogger(__name__)
+
+CHALLENGE = {"WWW-Authenticate": 'Signature realm="coalition-partner"'}
+REQUIRED_COMPONENTS = ("@method", "@target-uri")
+DIGEST_COMPONENT = "content-digest"
+SIGNATURE_HEADER_BYTES_MAX = 4_096
+NONCE_PATTERN = re.compile(r"^[A-Za-z0-9._~+/=-]{8,128}$")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[!-~]{1,255}$")
+IDEMPOTENCY_HEADER = "idempotency-key"
+CALLER_STATE_KEY = "partner_caller"
+# Nonces are kept twice the window: a `created` up to the window in the future stays valid
+# until twice the window after it was first seen.
+NONCE_RETENTION_S = 2 * CREATED_SKEW_S_MAX
+NONCE_PRUNE_INTERVAL_S = 10.0
+NONCE_PRUNE_BATCH_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated partner call."""
+
+    partner_id: int
+    partner_slug: str
+    key_id: str
+    idempotency_key: str | None
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+@dataclass
+class _Headers:
+    """The raw header lines of the request, as the verifier reads them."""
+
+    raw: Iterable[tuple[bytes, bytes]]
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for name, _ in self.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(n.lower() == name.lower() for n, _ in self.items())
+
+
+@dataclass
+class _Message:
+    method: str
+    url: str
+    headers: _Headers
+
+
+@dataclass(frozen=True)
+class _SignatureInput:
+    label: str
+    components: tuple[str, ...]
+    key_id: str
+    created_s: int
+    nonce: str
+
+
+def _header(request: Request[Any, Any, Any], name: str) -> str | None:
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, f"{name} appears more than once")
+    return values[0] if values else None
+
+
+def _parse_input(request: Request[Any, Any, Any]) -> _SignatureInput:
+    signature_input = _header(request, "signature-input")
+    if signature_input is None or _header(request, "signature") is None:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "a signed request is required (RFC 9421)")
+    if len(signature_input) > SIGNATURE_HEADER_BYTES_MAX:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is too long")
+    try:
+        parsed: Any = http_sf.parse(signature_input.encode("latin-1"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is malformed") from None
+    if not isinstance(parsed, dict) or len(parsed) != 1:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "exactly one signature is expected")
+    ((label, (members, params)),) = parsed.items()
+    if not isinstance(members, list) or not isinstance(params, dict):
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is not an inner list")
+    components = tuple(str(item) for item, item_params in members if not item_params)
+    key_id, created, nonce = params.get("keyid"), params.get("created"), params.get("nonce")
+    if not isinstance(key_id, str) or not key_id:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "the signature has no keyid")
+    if type(created) is not int:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "the signature has no created time")
+    if not isinstance(nonce, str) or not NONCE_PATTERN.match(nonce):
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "the signature needs a nonce (8-128 chars)")
+    if params.get("alg", ALGORITHM_ID) != ALGORITHM_ID:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, f"the algorithm must be {ALGORITHM_ID}")
+    missing = [c for c in REQUIRED_COMPONENTS if c not in components]
+    if missing:
+        raise _Refused(
+            ErrorCode.SIGNATURE_INVALID, f"the signature must cover {', '.join(missing)}"
+        )
+    return _SignatureInput(str(label), components, key_id, created, nonce)
+
+
+def _check_created(created_s: int, now_s: float) -> None:
+    if abs(now_s - created_s) > CREATED_SKEW_S_MAX:
+        raise _Refused(
+            ErrorCode.SIGNATURE_EXPIRED,
+            f"the signature's created time is more than {CREATED_SKEW_S_MAX} s from ours",
+        )
+
+
+def _verify_signature(request: Request[Any, Any, Any], secret: str, key_id: str) -> None:
+    verifier = HTTPMessageVerifier(
+        signature_algorithm=algorithms.HMAC_SHA256,
+        key_resolver=MappingKeyResolver(
+            public_keys={key_id: secret_bytes(secret)}, private_keys={}
+        ),
+    )
+    # The window was checked already; these make the library agree with it, not stricter.
+    verifier.max_clock_skew = datetime.timedelta(seconds=CREATED_SKEW_S_MAX)
+    message = _Message(
+        method=request.method.upper(),
+        url=str(request.url),
+        headers=_Headers(request.scope["headers"]),
+    )
+    try:
+        verifier.verify(message, max_age=datetime.timedelta(seconds=0))
+    except InvalidSignature:
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "the signature does not verify") from None
+    except Exception:  # the library refuses malformed input with its own exception types
+        raise _Refused(ErrorCode.SIGNATURE_INVALID, "the signature does not verify") from None
+
+
+def _check_digest(request: Request[Any, Any, Any], parsed: _SignatureInput, body: bytes) -> None:
+    digest = _header(request, DIGEST_COMPONENT)
+    if not body and digest is None:
+        return
+    if DIGEST_COMPONENT not in parsed.components or digest is None:
+        raise _Refused(
+            ErrorCode.SIGNATURE_INVALID, "a request with a body must sign its Content-Digest"
+        )
+    try:
+        ContentDigest.verify(digest, body)
+    except InvalidSignature:
+        raise _Refused(
+            ErrorCode.DIGEST_MISMATCH, "Content-Digest does not match the body"
+        ) from None
+
+
+async def _authenticate(request: Request[Any, Any, Any]) -> Caller:
+    app_state: AppState = request.app.state.app
+    gateway: PartnerGateway = request.app.state.partner_gateway
+    parsed = _parse_input(request)
+    now_s = time.time()
+    _check_created(parsed.created_s, now_s)
+    body = await request.body()  # the raw bytes, read before anything parses them
+    pool = app_state.require_pool()
+    async with pool.acquire() as conn:
+        key = await operations.key_for_signature(conn, gateway.keybox, parsed.key_id)
+        if key is None:
+            raise _Refused(ErrorCode.KEY_UNKNOWN, "the keyid names no key")
+        if key.revoked:
+            raise _Refused(ErrorCode.KEY_REVOKED, "the key was revoked")
+        _verify_signature(request, key.secret, key.key_id)
+        _check_digest(request, parsed, body)
+        if not await conn.fetchval(queries.REMEMBER_NONCE, key.key_id, parsed.nonce):
+            raise _Refused(ErrorCode.NONCE_REUSED, "this nonce was already used with this key")
+        if gateway.prune_due(now_s, NONCE_PRUNE_INTERVAL_S):
+            await conn.execute(
+                queries.PRUNE_NONCES, float(NONCE_RETENTION_S), NONCE_PRUNE_BATCH_MAX
+            )
+        decision = await rate_limit.admit(conn, key.key_id, key.rate_limit_per_s, now_s)
+    request.scope.setdefault("state", {})[rate_limit.STATE_KEY] = decision
+    if not decision.allowed:
+        metrics.RATE_LIMITED.labels(key.partner_slug).inc()
+        raise ApiError(
+            429,
+            ErrorCode.RATE_LIMITED,
+            f"more than {decision.limit} requests per second with this key",
+            headers=decision.headers(),
+        )
+    idempotency_key = _header(request, IDEMPOTENCY_HEADER)
+    if request.method == "POST":
+        if idempotency_key is None:
+            raise ApiError(
+                400, ErrorCode.IDEMPOTENCY_KEY_REQUIRED, "a POST needs an Idempotency-Key header"
+            )
+        if not IDEMPOTENCY_KEY_PATTERN.match(idempotency_key):
+            raise ApiError(
+                400,
+                ErrorCode.VALIDATION_FAILED,
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            )
+    return Caller(
+        partner_id=key.partner_id,
+        partner_slug=key.partner_slug,
+        key_id=key.key_id,
+        idempotency_key=idempotency_key,
+    )
+
+
+async def signed_partner(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard of every partner route: authenticates the call and stores the Caller."""
+    assert isinstance(connection, Request), "partner routes are HTTP routes"
+    try:
+        caller = await _authenticate(connection)
+    except _Refused as refused:
+        metrics.SIGNATURE_FAILURES.labels(refused.code.value).inc()
+        log.info("partner signature refused", extra={"code": refused.code.value})
+        raise ApiError(401, refused.code, str(refused), headers=CHALLENGE) from None
+    connection.scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
+
+
+async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+    caller = request.scope.get("state", {}).get(CALLER_STATE_KEY)
+    assert isinstance(caller, Caller), "the signed_partner guard runs first"
+    return caller

@@ -1,0 +1,41 @@
+"""Application metrics beyond the per-route request metrics of the Prometheus plugin.
+
+All live in the default registry that `GET /metrics` exposes. Label values are bounded:
+error codes are a closed set, partners are a few hundred at most.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+# Observed where the ledger is called (partners/), re-exported so all metrics are listed here.
+from partners.telemetry import LEDGER_OPERATION_SECONDS
+
+__all__ = [
+    "IDEMPOTENT_REPLAYS",
+    "LEDGER_OPERATION_SECONDS",
+    "POINTS_EARNED",
+    "POINTS_REDEEMED",
+    "RATE_LIMITED",
+    "SIGNATURE_FAILURES",
+]
+
+SIGNATURE_FAILURES = Counter(
+    "coalition_signature_failures",
+    "Partner calls refused by signature verification, by error code",
+    ["code"],
+)
+POINTS_EARNED = Counter(
+    "coalition_points_earned", "Points earned on purchases, by partner slug", ["partner"]
+)
+POINTS_REDEEMED = Counter(
+    "coalition_points_redeemed",
+    "Points redeemed (redemptions and captured holds), by partner slug",
+    ["partner"],
+)
+RATE_LIMITED = Counter(
+    "coalition_rate_limited", "Partner calls refused by the per-key rate limit", ["partner"]
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "coalition_idempotent_replays", "Stored responses replayed for a repeated Idempotency-Key"
+)

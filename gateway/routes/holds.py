@@ -1,0 +1,62 @@
+"""Partner routes for holds: reserve points at checkout, then capture or void."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from contracts.partners import CaptureRequest, HoldRequest, HoldResult
+from gateway import metrics
+from gateway.auth.signatures import Caller
+from gateway.idempotency import run_once
+from partners import operations
+
+
+@post("/v1/holds", status_code=201)
+async def create_hold(
+    request: Request[Any, Any, Any], data: JSONBody[HoldRequest], caller: NamedDependency[Caller]
+) -> Response[bytes]:
+    return await run_once(
+        request,
+        caller,
+        lambda conn: operations.hold(
+            conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
+        ),
+    )
+
+
+@post("/v1/holds/{hold_id:str}/capture", status_code=200)
+async def capture_hold(
+    request: Request[Any, Any, Any],
+    hold_id: FromPath[str],
+    data: JSONBody[CaptureRequest],
+    caller: NamedDependency[Caller],
+) -> Response[bytes]:
+    def count(result: HoldResult) -> None:
+        metrics.POINTS_REDEEMED.labels(caller.partner_slug).inc(result.points_captured)
+
+    return await run_once(
+        request,
+        caller,
+        lambda conn: operations.capture_hold(conn, caller.partner_id, hold_id, data),
+        status_code=200,
+        on_committed=count,
+    )
+
+
+@post("/v1/holds/{hold_id:str}/void", status_code=200)
+async def void_hold(
+    request: Request[Any, Any, Any], hold_id: FromPath[str], caller: NamedDependency[Caller]
+) -> Response[bytes]:
+    return await run_once(
+        request,
+        caller,
+        lambda conn: operations.void_hold(conn, caller.partner_id, hold_id),
+        status_code=200,
+    )
+
+
+ROUTES = [create_hold, capture_hold, void_hold]

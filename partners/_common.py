@@ -1,0 +1,158 @@
+"""Plumbing shared by the partner operations: ledger calls, pricing, the transaction record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from infra.db import Conn
+from ledger import service as ledger
+from ledger.errors import IdempotencyConflict, LedgerError
+from partners import queries
+from partners.errors import LedgerRefused, NotFound, PartnerRefConflict, PricingNotEffective
+from partners.telemetry import timed
+from shoppers import service as shoppers
+
+MICROS_PER_UNIT = 1_000_000
+# Minor-unit digits of the currencies a network may settle in; two unless listed.
+MINOR_DIGITS_BY_CURRENCY = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3}
+MINOR_DIGITS_DEFAULT = 2
+
+
+@dataclass(frozen=True)
+class Pricing:
+    version: int
+    issue_price_micros: int
+    redemption_price_micros: int
+    earn_points: int
+    earn_spend_minor: int
+
+
+@contextmanager
+def ledger_call(operation: str, partner_ref: str | None = None) -> Iterator[None]:
+    """Time a ledger call and carry its domain errors to the gateway with their codes."""
+    with timed(operation):
+        try:
+            yield
+        except IdempotencyConflict as exc:
+            # Ledger keys derive from partner_ref: a conflict is a concurrent reuse of the ref.
+            if partner_ref is None:
+                raise LedgerRefused(exc.code, str(exc), {}) from exc
+            raise PartnerRefConflict(partner_ref) from exc
+        except LedgerError as exc:
+            fields: dict[str, Any] = {
+                name: value
+                for name in ("available", "requested", "held", "remaining")
+                if isinstance(value := getattr(exc, name, None), int)
+            }
+            raise LedgerRefused(exc.code, str(exc), fields) from exc
+
+
+def ledger_key(partner_id: int, reference: str) -> str:
+    return f"partner:{partner_id}:{reference}"
+
+
+def fresh(entry: ledger.EntryResult, partner_ref: str) -> None:
+    # A replayed ledger entry means another request of this partner already used the ref.
+    if entry.replayed:
+        raise PartnerRefConflict(partner_ref)
+
+
+def known(value: int | None) -> int:
+    assert value is not None, "the ledger reports the wallet after every shopper operation"
+    return value
+
+
+async def network_currency(conn: Conn) -> str:
+    currency: str = await conn.fetchval(queries.NETWORK_CURRENCY)
+    return currency
+
+
+async def points_value_minor(conn: Conn, points: int, price_micros: int) -> int:
+    digits = MINOR_DIGITS_BY_CURRENCY.get(await network_currency(conn), MINOR_DIGITS_DEFAULT)
+    micros_per_minor: int = MICROS_PER_UNIT // 10**digits
+    return points * price_micros // micros_per_minor
+
+
+async def pricing_in_effect(conn: Conn, partner_id: int) -> Pricing:
+    row = await conn.fetchrow(queries.PRICING_IN_EFFECT, partner_id)
+    if row is None:
+        raise PricingNotEffective()
+    return Pricing(
+        version=row["version"],
+        issue_price_micros=row["issue_price_micros"],
+        redemption_price_micros=row["redemption_price_micros"],
+        earn_points=row["earn_points"],
+        earn_spend_minor=row["earn_spend_minor"],
+    )
+
+
+async def summary(conn: Conn, shopper_id: int) -> ledger.WalletSummary:
+    with ledger_call("wallet_summary"):
+        return await ledger.wallet_summary(conn, shopper_id=shopper_id, now=datetime.now(UTC))
+
+
+async def ref_free(conn: Conn, partner_id: int, partner_ref: str) -> None:
+    if await conn.fetchval(queries.REF_TAKEN, partner_id, partner_ref):
+        raise PartnerRefConflict(partner_ref)
+
+
+async def record(
+    conn: Conn,
+    *,
+    partner_id: int,
+    partner_ref: str,
+    kind: str,
+    status: str,
+    holder: shoppers.CardHolder,
+    points: int,
+    pricing_version: int,
+    idempotency_key: str,
+    transaction_id: uuid.UUID | None = None,
+    amount_minor: int | None = None,
+    value_minor: int | None = None,
+    original_id: uuid.UUID | None = None,
+    ledger_entry_id: int | None = None,
+    ledger_hold_id: int | None = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """The partner-facing record of an operation; its id is the transaction id."""
+    transaction_id = transaction_id or uuid.uuid4()
+    created_at = await conn.fetchval(
+        queries.INSERT_TRANSACTION,
+        transaction_id,
+        partner_id,
+        partner_ref,
+        kind,
+        status,
+        holder.shopper_id,
+        holder.card_number,
+        points,
+        amount_minor,
+        value_minor,
+        pricing_version,
+        original_id,
+        ledger_entry_id,
+        ledger_hold_id,
+        expires_at,
+        idempotency_key,
+    )
+    if created_at is None:  # a concurrent request with the same ref committed first
+        raise PartnerRefConflict(partner_ref)
+    return str(transaction_id)
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        # Not one of our ids: indistinguishable from another partner's, so the same 404.
+        raise NotFound("resource") from None
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)

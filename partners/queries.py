@@ -1,0 +1,243 @@
+"""The partners package's SQL, in one place."""
+
+INSERT_PARTNER = """
+INSERT INTO partners (slug, name, rate_limit_per_s, created_by) VALUES ($1, $2, $3, $4)
+ON CONFLICT (slug) DO NOTHING
+RETURNING id
+"""
+
+PARTNER = """
+SELECT id, slug, name, rate_limit_per_s, created_at FROM partners WHERE id = $1
+"""
+
+# Versions are numbered per partner; the (partner_id, version) key makes a concurrent
+# second writer fail instead of silently sharing a number.
+INSERT_PRICING_VERSION = """
+INSERT INTO partner_pricing_versions (
+    partner_id, version, effective_at, issue_price_micros, redemption_price_micros,
+    earn_points, earn_spend_minor, created_by)
+SELECT $1, coalesce(max(version), 0) + 1, coalesce($2, now()), $3, $4, $5, $6, $7
+FROM partner_pricing_versions WHERE partner_id = $1
+RETURNING version
+"""
+
+PRICING_VERSIONS = """
+SELECT version, effective_at, issue_price_micros, redemption_price_micros, earn_points,
+       earn_spend_minor
+FROM partner_pricing_versions WHERE partner_id = $1 ORDER BY version
+"""
+
+PRICING_IN_EFFECT = """
+SELECT version, effective_at, issue_price_micros, redemption_price_micros, earn_points,
+       earn_spend_minor
+FROM partner_pricing_versions
+WHERE partner_id = $1 AND effective_at <= now()
+ORDER BY effective_at DESC
+LIMIT 1
+"""
+
+PRICING_VERSION = """
+SELECT version, effective_at, issue_price_micros, redemption_price_micros, earn_points,
+       earn_spend_minor
+FROM partner_pricing_versions WHERE partner_id = $1 AND version = $2
+"""
+
+# The partner row is locked so that two concurrent key creations count each other.
+LOCK_PARTNER = "SELECT id FROM partners WHERE id = $1 FOR UPDATE"
+
+ACTIVE_KEY_COUNT = """
+SELECT count(*) FROM partner_api_keys WHERE partner_id = $1 AND revoked_at IS NULL
+"""
+
+INSERT_KEY = """
+INSERT INTO partner_api_keys (key_id, partner_id, secret_sealed, created_by)
+VALUES ($1, $2, $3, $4)
+RETURNING created_at
+"""
+
+REVOKE_KEY = """
+UPDATE partner_api_keys
+SET revoked_at = coalesce(revoked_at, now()), revoked_by = coalesce(revoked_by, $3)
+WHERE key_id = $1 AND partner_id = $2
+RETURNING key_id, partner_id, created_at, revoked_at
+"""
+
+KEY_FOR_SIGNATURE = """
+SELECT k.key_id, k.partner_id, k.secret_sealed, k.revoked_at, p.slug, p.rate_limit_per_s
+FROM partner_api_keys k JOIN partners p ON p.id = k.partner_id
+WHERE k.key_id = $1
+"""
+
+NETWORK_CURRENCY = "SELECT currency FROM network_settings"
+
+# ON CONFLICT DO NOTHING: a taken partner_ref returns no row instead of aborting.
+INSERT_TRANSACTION = """
+INSERT INTO partner_transactions (
+    id, partner_id, partner_ref, kind, status, shopper_id, card_number, points, amount_minor,
+    value_minor, pricing_version, original_id, ledger_entry_id, ledger_hold_id, expires_at,
+    idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (partner_id, partner_ref) DO NOTHING
+RETURNING created_at
+"""
+
+_TRANSACTION_COLUMNS = """
+id, partner_id, partner_ref, kind, status, shopper_id, card_number, points, points_captured,
+amount_minor, value_minor, pricing_version, original_id, ledger_entry_id, ledger_hold_id,
+expires_at, created_at
+"""
+
+TRANSACTION = f"""
+SELECT {_TRANSACTION_COLUMNS} FROM partner_transactions WHERE id = $1 AND partner_id = $2
+"""
+
+TRANSACTION_FOR_UPDATE = TRANSACTION + " FOR UPDATE"
+
+TRANSACTION_BY_REF_FOR_UPDATE = f"""
+SELECT {_TRANSACTION_COLUMNS} FROM partner_transactions
+WHERE partner_id = $1 AND partner_ref = $2
+FOR UPDATE
+"""
+
+REFUNDED_SO_FAR = """
+SELECT coalesce(sum(points), 0)::bigint       AS points,
+       coalesce(sum(amount_minor), 0)::bigint AS amount_minor
+FROM partner_transactions WHERE original_id = $1 AND kind = 'refund'
+"""
+
+SETTLE_HOLD = """
+UPDATE partner_transactions
+SET status = $3, points_captured = $4, value_minor = $5, ledger_entry_id = $6
+WHERE id = $1 AND partner_id = $2
+"""
+
+REF_TAKEN = "SELECT 1 FROM partner_transactions WHERE partner_id = $1 AND partner_ref = $2"
+
+
+# Keyset pagination, newest first: (created_at, id) strictly below the cursor.
+TRANSACTIONS_PAGE = f"""
+SELECT {_TRANSACTION_COLUMNS} FROM partner_transactions
+WHERE partner_id = $1
+  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2::timestamptz, $3::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $4
+"""
+
+
+# ---- earn rules ------------------------------------------------------------------------------
+
+EARN_RULES = """
+SELECT min_basket_minor, updated_at FROM partner_earn_rules WHERE partner_id = $1
+"""
+
+EARN_CATEGORIES = """
+SELECT category, multiplier_bps, excluded FROM partner_earn_categories
+WHERE partner_id = $1 ORDER BY category
+"""
+
+UPSERT_EARN_RULES = """
+INSERT INTO partner_earn_rules (partner_id, min_basket_minor, updated_by) VALUES ($1, $2, $3)
+ON CONFLICT (partner_id) DO UPDATE
+SET min_basket_minor = EXCLUDED.min_basket_minor, updated_by = EXCLUDED.updated_by,
+    updated_at = now()
+"""
+
+DELETE_EARN_CATEGORIES = "DELETE FROM partner_earn_categories WHERE partner_id = $1"
+
+INSERT_EARN_CATEGORIES = """
+INSERT INTO partner_earn_categories (partner_id, category, multiplier_bps, excluded)
+SELECT $1, c, m, e FROM unnest($2::text[], $3::int[], $4::bool[]) AS t (c, m, e)
+"""
+
+# ---- purchase: lines, breakdown, facts about the shopper -------------------------------------
+
+INSERT_PURCHASE_LINES = """
+INSERT INTO purchase_lines (transaction_id, line_no, shopper_id, partner_id, category, amount_minor)
+SELECT $1, n - 1, $2, $3, c, a FROM unnest($4::text[], $5::bigint[]) WITH ORDINALITY AS t (c, a, n)
+"""
+
+INSERT_BREAKDOWN = """
+INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points, campaign_id,
+                                paid_by)
+SELECT $1, n - 1, $2, k, p, c, b
+FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY AS t (k, p, c, b, n)
+"""
+
+FIRST_PURCHASE_AT = """
+SELECT NOT EXISTS (
+    SELECT 1 FROM partner_transactions
+    WHERE partner_id = $1 AND shopper_id = $2 AND kind = 'purchase')
+"""
+
+PARTNERS_PURCHASED_AT = """
+SELECT DISTINCT partner_id FROM partner_transactions WHERE shopper_id = $1 AND kind = 'purchase'
+"""
+
+SHOPPER_FACTS = """
+SELECT s.birth_date,
+       (SELECT time_zone FROM network_settings) AS time_zone,
+       coalesce((SELECT array_agg(segment ORDER BY segment) FROM shopper_segments
+                 WHERE shopper_id = s.id), '{}') AS segments
+FROM shoppers s WHERE s.id = $1
+"""
+
+# ---- campaigns -------------------------------------------------------------------------------
+
+_CAMPAIGN_COLUMNS = """
+id, partner_id, name, starts_at, ends_at, segment, tier, category, basket_min_minor,
+first_purchase, birthday_month, days_of_week, multiplier_bps, bonus_points, budget_points,
+awarded_points, per_shopper_cap_points, ended_at, created_at
+"""
+
+INSERT_CAMPAIGN = f"""
+INSERT INTO campaigns (partner_id, name, starts_at, ends_at, segment, tier, category,
+    basket_min_minor, first_purchase, birthday_month, days_of_week, multiplier_bps, bonus_points,
+    budget_points, per_shopper_cap_points, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+RETURNING {_CAMPAIGN_COLUMNS}
+"""
+
+# `partner_id IS NOT DISTINCT FROM`: NULL addresses the network's own campaigns.
+CAMPAIGN = f"""
+SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 AND partner_id IS NOT DISTINCT FROM $2
+"""
+
+END_CAMPAIGN = f"""
+UPDATE campaigns SET ended_at = coalesce(ended_at, now())
+WHERE id = $1 AND partner_id IS NOT DISTINCT FROM $2
+RETURNING {_CAMPAIGN_COLUMNS}
+"""
+
+# Keyset pagination, newest first.
+CAMPAIGNS_PAGE = f"""
+SELECT {_CAMPAIGN_COLUMNS} FROM campaigns
+WHERE partner_id IS NOT DISTINCT FROM $1 AND ($2::bigint IS NULL OR id < $2)
+ORDER BY id DESC LIMIT $3
+"""
+
+# Campaigns that may reward a purchase at partner $1 now: its own and the network's.
+CAMPAIGNS_RUNNING_AT = f"""
+SELECT {_CAMPAIGN_COLUMNS} FROM campaigns
+WHERE (partner_id = $1 OR partner_id IS NULL)
+  AND ended_at IS NULL AND starts_at <= $2 AND ends_at > $2 AND awarded_points < budget_points
+ORDER BY id LIMIT $3
+"""
+
+# Campaigns a shopper may see as offers: the network's and, when $1 is set, that partner's,
+# else every partner's.
+CAMPAIGNS_RUNNING_FOR_OFFERS = f"""
+SELECT {_CAMPAIGN_COLUMNS} FROM campaigns
+WHERE ($1::bigint IS NULL OR partner_id = $1 OR partner_id IS NULL)
+  AND ended_at IS NULL AND starts_at <= $2 AND ends_at > $2 AND awarded_points < budget_points
+ORDER BY id LIMIT $3
+"""
+
+SHOPPER_AWARDS = """
+SELECT campaign_id, points FROM campaign_shopper_awards
+WHERE shopper_id = $1 AND campaign_id = ANY($2::bigint[])
+"""
+
+# The one statement of an award: cut to what is left of the cap and the budget (migration 0050).
+CAMPAIGN_AWARD = "SELECT campaign_award($1, $2, $3)"
+
+NETWORK_TIME_ZONE = "SELECT time_zone FROM network_settings"
