@@ -1,0 +1,121 @@
+"""`GET /v1/operator/analytics/*`: network analytics for operators (admin, finance, auditor).
+
+Every endpoint takes an optional period `from`/`to` (ISO 8601 with offset; [from, to), default
+the last 30 days) and answers JSON, or CSV with `?format=csv` or `Accept: text/csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.params import QueryParameter
+
+from gateway.auth.operator import require_role
+from gateway.routes._common import in_transaction
+from gateway.tokens import Role
+from infra.db import Conn
+from shoppers import analytics
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+GUARDS = [require_role(Role.ADMIN, Role.FINANCE, Role.AUDITOR)]
+
+T = TypeVar("T", bound=msgspec.Struct)
+From = Annotated[datetime | None, QueryParameter(query="from")]
+To = Annotated[datetime | None, QueryParameter(query="to")]
+Format = Annotated[Literal["json", "csv"] | None, QueryParameter(query="format")]
+
+
+def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv(result: msgspec.Struct) -> str:
+    """A result with `rows` becomes one CSV line per row; any other, one line of its fields.
+    The period columns lead every line so an exported file stands on its own."""
+    data = msgspec.to_builtins(result)
+    assert isinstance(data, dict), data
+    head = {k: v for k, v in data.items() if not isinstance(v, list)}
+    lines = [{**head, **row} for row in data["rows"]] if "rows" in data else [head]
+    columns = list(head) + [c for c in (lines[0] if lines else {}) if c not in head]
+    if "rows" in data and not lines:
+        columns = list(head)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    for line in lines:
+        writer.writerow({k: "" if v is None else v for k, v in line.items()})
+    return out.getvalue()
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    fmt: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    compute: Callable[[Conn, analytics.Period], Awaitable[T]],
+) -> Response[Any]:
+    when = analytics.period(start, end, now=datetime.now(UTC))  # raises AnalyticsPeriodInvalid
+    result = await in_transaction(request, lambda conn: compute(conn, when))
+    if _wants_csv(request, fmt):
+        return Response(_csv(result), media_type=CSV_MEDIA_TYPE)
+    return Response(result)
+
+
+@get("/v1/operator/analytics/retention", guards=GUARDS)
+async def retention(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.retention)
+
+
+@get("/v1/operator/analytics/repeat-purchase", guards=GUARDS)
+async def repeat_purchase(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.repeat_purchase)
+
+
+@get("/v1/operator/analytics/average-basket", guards=GUARDS)
+async def average_basket(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.average_basket)
+
+
+@get("/v1/operator/analytics/nps", guards=GUARDS)
+async def nps(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.nps)
+
+
+@get("/v1/operator/analytics/liability", guards=GUARDS)
+async def liability(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.liability)
+
+
+@get("/v1/operator/analytics/partner-points", guards=GUARDS)
+async def partner_points(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.partner_points)
+
+
+@get("/v1/operator/analytics/flows", guards=GUARDS)
+async def flows(
+    request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
+) -> Response[Any]:
+    return await _answer(request, fmt, start, end, analytics.flow_matrix)
+
+
+ROUTES = [retention, repeat_purchase, average_basket, nps, liability, partner_points, flows]

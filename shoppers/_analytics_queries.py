@@ -1,0 +1,210 @@
+"""The SQL of aggregates, segments, profiles, insights and operator analytics, in one place.
+
+Analytics read the ledger's tables directly (lots, consumption, postings) because the flow
+matrix and breakage are properties of lot consumption that no ledger call summarizes; they only
+read, and never inside a request that writes.
+"""
+
+# Aggregates --------------------------------------------------------------------------------------
+
+AGGREGATES_FOLD = "SELECT aggregates_fold($1)"
+
+# The oldest unfolded delta by queue order (its age is the lag), and a bounded queue count.
+AGGREGATES_LAG = """
+SELECT coalesce(extract(epoch FROM now() - (SELECT enqueued_at FROM aggregate_delta
+                                           ORDER BY delta_id LIMIT 1)), 0)::float8 AS lag_s,
+       (SELECT count(*) FROM (SELECT 1 FROM aggregate_delta LIMIT 1000000) queued) AS queued
+"""
+
+SHOPPER_STATS = """
+SELECT shopper_id, spend_minor, visits, first_purchase_at, last_purchase_at, points_earned,
+       points_burned, partners_visited, favourite_partner_id, favourite_category
+FROM shopper_stats WHERE shopper_id = $1
+"""
+
+# Segments ----------------------------------------------------------------------------------------
+
+SEGMENTS_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('coalition.segments_refresh'))"
+
+SEGMENTS_DUE = """
+SELECT NOT EXISTS (SELECT 1 FROM segment_refreshes
+                   WHERE as_of > $1::timestamptz - make_interval(secs => $2))
+"""
+
+SEGMENTS_REFRESH = "SELECT segments_refresh($1)"
+
+SEGMENTS_OF = """
+SELECT segment FROM shopper_segments WHERE shopper_id = $1 ORDER BY segment LIMIT $2
+"""
+
+# Profile -----------------------------------------------------------------------------------------
+
+DATA_SHARING = """
+SELECT coalesce((SELECT c.data_sharing FROM shopper_consents c
+                 JOIN shoppers s ON s.id = c.shopper_id
+                 WHERE c.shopper_id = $1 AND s.erased_at IS NULL), false)
+"""
+
+# A category the shopper buys at other partners and never at this one, by spend elsewhere.
+NEXT_BEST_CATEGORY = """
+SELECT c.category FROM shopper_category_stats c
+WHERE c.shopper_id = $1 AND c.partner_id <> $2 AND c.spend_minor > 0
+  AND NOT EXISTS (SELECT 1 FROM shopper_category_stats h
+                  WHERE h.shopper_id = $1 AND h.partner_id = $2 AND h.category = c.category)
+GROUP BY c.category
+ORDER BY sum(c.spend_minor) DESC, c.category
+LIMIT 1
+"""
+
+# Insights (a partner's own shoppers: at least one purchase there) ------------------------------
+
+# Segment memberships are derived across partners: consent is checked again at read time, so a
+# withdrawal counts at once even before the next refresh removes the memberships.
+INSIGHT_SEGMENT_SIZES = """
+SELECT seg.segment, count(*) AS shoppers
+FROM shopper_partner_stats p
+JOIN shopper_segments seg ON seg.shopper_id = p.shopper_id
+JOIN shoppers s ON s.id = p.shopper_id AND s.erased_at IS NULL
+WHERE p.partner_id = $1 AND p.visits > 0
+  AND (seg.segment = 'birthday_month'
+       OR EXISTS (SELECT 1 FROM shopper_consents c
+                  WHERE c.shopper_id = p.shopper_id AND c.data_sharing))
+GROUP BY seg.segment
+ORDER BY seg.segment
+"""
+
+INSIGHT_COHORTS = """
+WITH firsts AS (
+    SELECT shopper_id, min(month) AS cohort
+    FROM shopper_partner_months WHERE partner_id = $1
+    GROUP BY shopper_id
+), activity AS (
+    SELECT f.cohort,
+           ((extract(year FROM m.month) * 12 + extract(month FROM m.month))
+            - (extract(year FROM f.cohort) * 12 + extract(month FROM f.cohort)))::integer
+               AS offset_m
+    FROM firsts f
+    JOIN shopper_partner_months m ON m.partner_id = $1 AND m.shopper_id = f.shopper_id
+    WHERE f.cohort >= $2
+)
+SELECT cohort, offset_m, count(*) AS shoppers
+FROM activity WHERE offset_m < $3
+GROUP BY cohort, offset_m
+ORDER BY cohort, offset_m
+"""
+
+INSIGHT_CONSENTING_BASE = """
+SELECT count(*) FROM shopper_partner_stats p
+JOIN shopper_consents c ON c.shopper_id = p.shopper_id AND c.data_sharing
+JOIN shoppers s ON s.id = p.shopper_id AND s.erased_at IS NULL
+WHERE p.partner_id = $1 AND p.visits > 0
+"""
+
+INSIGHT_ACTIVE_ELSEWHERE = """
+SELECT count(*) FROM shopper_partner_stats p
+JOIN shopper_consents c ON c.shopper_id = p.shopper_id AND c.data_sharing
+JOIN shoppers s ON s.id = p.shopper_id AND s.erased_at IS NULL
+WHERE p.partner_id = $1 AND p.visits > 0
+  AND EXISTS (SELECT 1 FROM shopper_partner_stats o
+              WHERE o.shopper_id = p.shopper_id AND o.partner_id <> $1
+                AND o.last_purchase_at >= $2)
+"""
+
+INSIGHT_CATEGORIES_ELSEWHERE = """
+SELECT cs.category, count(DISTINCT cs.shopper_id) AS shoppers
+FROM shopper_partner_stats p
+JOIN shopper_consents c ON c.shopper_id = p.shopper_id AND c.data_sharing
+JOIN shoppers s ON s.id = p.shopper_id AND s.erased_at IS NULL
+JOIN shopper_category_stats cs
+  ON cs.shopper_id = p.shopper_id AND cs.partner_id <> $1 AND cs.last_line_at >= $2
+WHERE p.partner_id = $1 AND p.visits > 0
+GROUP BY cs.category
+ORDER BY shoppers DESC, cs.category
+LIMIT $3
+"""
+
+# Operator analytics ------------------------------------------------------------------------------
+
+RETENTION = """
+WITH firsts AS (
+    SELECT shopper_id, min(created_at) AS first_at
+    FROM partner_transactions
+    WHERE kind = 'purchase' AND created_at < $2
+    GROUP BY shopper_id
+), active AS (
+    SELECT DISTINCT shopper_id FROM partner_transactions
+    WHERE kind = 'purchase' AND created_at >= $1 AND created_at < $2
+)
+SELECT (SELECT count(*) FROM firsts WHERE first_at < $1) AS at_start,
+       (SELECT count(*) FROM active) AS at_end,
+       (SELECT count(*) FROM firsts WHERE first_at >= $1) AS new_in_period
+"""
+
+REPEAT_PURCHASE = """
+SELECT count(*) AS purchasers, count(*) FILTER (WHERE purchases >= 2) AS repeat_purchasers
+FROM (SELECT shopper_id, count(*) AS purchases FROM partner_transactions
+      WHERE kind = 'purchase' AND created_at >= $1 AND created_at < $2
+      GROUP BY shopper_id) per_shopper
+"""
+
+AVERAGE_BASKET = """
+SELECT partner_id, count(*) AS purchases, coalesce(sum(amount_minor), 0)::bigint AS spend_minor
+FROM partner_transactions
+WHERE kind = 'purchase' AND created_at >= $1 AND created_at < $2
+GROUP BY ROLLUP (partner_id)
+ORDER BY partner_id NULLS FIRST
+"""
+
+NPS = """
+SELECT count(*) AS responses,
+       count(*) FILTER (WHERE score >= 9) AS promoters,
+       count(*) FILTER (WHERE score BETWEEN 7 AND 8) AS passives,
+       count(*) FILTER (WHERE score <= 6) AS detractors
+FROM nps_answers
+WHERE answered_at >= $1 AND answered_at < $2
+"""
+
+# PTS postings to network:points_issued by entry kind (and partner): negative issues points,
+# positive takes them out of circulation (burn, expiry, refunds of earns).
+POINTS_BY_KIND = """
+SELECT e.kind, coalesce(sum(p.amount), 0)::bigint AS amount
+FROM ledger.posting p
+JOIN ledger.entry e ON e.entry_id = p.entry_id
+WHERE p.account_id = (SELECT account_id FROM ledger.account WHERE name = 'network:points_issued')
+  AND e.created_at >= $1 AND e.created_at < $2
+GROUP BY e.kind
+"""
+
+POINTS_BY_PARTNER = """
+SELECT e.partner_id,
+       coalesce(-sum(p.amount) FILTER (WHERE e.kind IN ('earn', 'goodwill')), 0)::bigint
+           AS points_issued,
+       coalesce(sum(p.amount) FILTER (WHERE e.kind IN ('burn', 'capture')), 0)::bigint
+           AS points_redeemed,
+       coalesce(sum(p.amount) FILTER (WHERE e.kind IN ('refund_earn', 'goodwill_debit')), 0)::bigint
+           AS points_issued_reversed,
+       coalesce(-sum(p.amount) FILTER (WHERE e.kind = 'refund_burn'), 0)::bigint
+           AS points_redeemed_reversed
+FROM ledger.posting p
+JOIN ledger.entry e ON e.entry_id = p.entry_id
+WHERE p.account_id = (SELECT account_id FROM ledger.account WHERE name = 'network:points_issued')
+  AND e.created_at >= $1 AND e.created_at < $2
+  AND e.partner_id IS NOT NULL
+GROUP BY e.partner_id
+ORDER BY e.partner_id
+"""
+
+# Points earned at A (the lot's issuing partner) and burned at B, net of refunded burns.
+FLOW_MATRIX = """
+SELECT l.partner_id AS earned_partner_id, e.partner_id AS burned_partner_id,
+       sum(c.points - c.refunded)::bigint AS points,
+       sum((c.points - c.refunded) * c.issue_price_micros)::bigint AS issue_value_micros
+FROM ledger.consumption c
+JOIN ledger.entry e ON e.entry_id = c.entry_id
+JOIN ledger.lot l ON l.shopper_id = c.shopper_id AND l.lot_id = c.lot_id
+WHERE e.kind IN ('burn', 'capture') AND e.created_at >= $1 AND e.created_at < $2
+GROUP BY 1, 2
+HAVING sum(c.points - c.refunded) > 0
+ORDER BY 1 NULLS FIRST, 2
+LIMIT $3
+"""
