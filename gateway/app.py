@@ -6,24 +6,54 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors
+from gateway import errors, rate_limit
+from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
-from gateway.routes import health, operator_session
+from gateway.routes import (
+    campaigns,
+    earn_rules,
+    health,
+    holds,
+    insights,
+    keys,
+    me,
+    operator_analytics,
+    operator_campaigns,
+    operator_finance,
+    operator_session,
+    operator_settlements,
+    operator_shoppers,
+    partners,
+    profile,
+    purchases,
+    quotes,
+    reconciliations,
+    redemptions,
+    refunds,
+    shopper_tokens,
+    shoppers,
+    statements,
+    transactions,
+)
 from gateway.state import AppState
 from gateway.tokens import load_or_create
 from gateway.workers import Scheduler, default_jobs
 from infra import db
 from infra import settings as settings_module
 from infra.settings import Settings
+from partners import keybox
 
 log = logging.getLogger(__name__)
 
 REQUEST_BODY_BYTES_MAX = 1_048_576
+PARTNER_BODY_BYTES_MAX = 65_536
 VERSION = "0.1.0"
 
 
@@ -43,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     state = AppState(
         settings=settings, signing_key=signing_key, verification_keys={signing_key.kid: signing_key}
     )
+    partner_gateway = PartnerGateway(keybox.load_or_create(settings.data_dir, settings.master_key))
     database_url = settings.database_url
 
     @asynccontextmanager
@@ -61,11 +92,48 @@ def create_app(settings: Settings | None = None) -> Litestar:
     prometheus = PrometheusConfig(
         app_name="coalition", prefix="coalition", group_path=True, exclude=["/metrics"]
     )
+    # Signed partner calls: the guard authenticates against the raw body before parsing.
+    partner_api = Router(
+        path="/",
+        route_handlers=[
+            *shoppers.ROUTES,
+            *purchases.ROUTES,
+            *redemptions.ROUTES,
+            *holds.ROUTES,
+            *refunds.ROUTES,
+            *quotes.ROUTES,
+            *transactions.ROUTES,
+            *earn_rules.ROUTES,
+            *campaigns.ROUTES,
+            *statements.ROUTES,
+            *reconciliations.ROUTES,
+            *shopper_tokens.ROUTES,
+            *profile.ROUTES,
+            *insights.ROUTES,
+        ],
+        guards=[signed_partner],
+        dependencies={"caller": Provide(provide_caller)},
+        request_max_body_size=PARTNER_BODY_BYTES_MAX,
+        tags=["partner"],
+    )
     return Litestar(
-        route_handlers=[*health.ROUTES, *operator_session.ROUTES, MetricsController],
+        route_handlers=[
+            *health.ROUTES,
+            *operator_session.ROUTES,
+            *partners.ROUTES,
+            *keys.ROUTES,
+            *operator_settlements.ROUTES,
+            *operator_finance.ROUTES,
+            *operator_shoppers.ROUTES,
+            *operator_campaigns.ROUTES,
+            *operator_analytics.ROUTES,
+            *me.ROUTES,
+            partner_api,
+            MetricsController,
+        ],
         middleware=[request_id_middleware, prometheus.middleware],
         plugins=[errors.plugin()],
-        before_send=[before_send],
+        before_send=[before_send, rate_limit.before_send],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="Coalition",
@@ -76,5 +144,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
         debug=settings.debug,
         logging_config=None,
-        on_startup=[lambda app: setattr(app.state, "app", state)],
+        on_startup=[
+            lambda app: setattr(app.state, "app", state),
+            lambda app: setattr(app.state, "partner_gateway", partner_gateway),
+        ],
     )

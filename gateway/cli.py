@@ -10,14 +10,17 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 
+from contracts.errors import DomainError
 from gateway import demo, logs
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import db, embedded, migrations
 from infra import settings as settings_module
 from infra.settings import Settings
+from ledger import settlement, verify
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -77,7 +80,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         applied = asyncio.run(_migrate(dsn))
         if args.demo:
-            print(f"coalition: demo network: {asyncio.run(demo.seed(dsn))}", flush=True)
+            summary = asyncio.run(demo.seed(dsn, settings.data_dir, settings.master_key))
+            print(f"coalition: demo network: {summary}", flush=True)
         os.environ["DATABASE_URL"] = dsn  # worker processes read it from the environment
         key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
         token = mint_operator(key, subject="make-run", role=Role.ADMIN, ttl_s=12 * 3600)
@@ -128,6 +132,64 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _verify(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn, timeout=db.CONNECT_TIMEOUT_S)
+    try:
+        found = await verify.verify(conn)
+        settlement_problems = await settlement.verify_settlements(conn)
+    finally:
+        await conn.close()
+    lines = [f"invariant {p.invariant} ({p.check}): {p.detail}" for p in found]
+    return lines + [f"settlement: {problem}" for problem in settlement_problems]
+
+
+def cmd_verify(_: argparse.Namespace, settings: Settings) -> int:
+    dsn, server = _database(settings)
+    try:
+        problems = asyncio.run(_verify(dsn))
+    finally:
+        if server is not None:
+            server.stop()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"coalition verify: {len(problems)} problem(s) found", file=sys.stderr)
+        return EXIT_FAILED
+    print("coalition verify: every invariant holds and the hash chain is intact")
+    return 0
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--until {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise CliError(f"--until {text!r} needs a UTC offset, e.g. 2026-11-24T00:00:00+00:00")
+    return moment
+
+
+async def _settle(dsn: str, until: datetime | None) -> settlement.SettleSummary:
+    pool = await db.create_pool(dsn, size_min=1, size_max=2)
+    try:
+        return await settlement.settle_until(pool, until, now=datetime.now(UTC))
+    finally:
+        await pool.close()
+
+
+def cmd_settle(args: argparse.Namespace, settings: Settings) -> int:
+    until = _parse_time(args.until) if args.until else None
+    dsn, server = _database(settings)
+    try:
+        summary = asyncio.run(_settle(dsn, until))
+    finally:
+        if server is not None:
+            server.stop()
+    closed = ", ".join(str(p) for p in summary.closed_period_ids) or "none"
+    print(f"closed periods: {closed}; settled up to {summary.last_period_end}")
+    return 0
+
+
 def cmd_bench(_: argparse.Namespace, __: Settings) -> int:
     raise CliError("`coalition bench` is not built yet (issue: performance); nothing was measured")
 
@@ -158,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     operator.add_argument("--subject", default="cli")
     operator.set_defaults(handler=cmd_token)
+    sub.add_parser("verify", help="check every ledger invariant and the hash chain").set_defaults(
+        handler=cmd_verify
+    )
+    settle = sub.add_parser("settle", help="close settlement periods (due ones, or up to --until)")
+    settle.add_argument("--until", default=None, help="ISO 8601 time with offset")
+    settle.set_defaults(handler=cmd_settle)
     sub.add_parser("bench", help="benchmarks (not built yet)").set_defaults(handler=cmd_bench)
     return parser
 
@@ -172,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(settings.log_level)
         handler: Handler = args.handler
         return handler(args, settings)
+    except DomainError as exc:
+        print(f"coalition: {exc} ({exc.code})", file=sys.stderr)
+        return EXIT_FAILED
     except (CliError, settings_module.ConfigError) as exc:
         print(f"coalition: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, settings_module.ConfigError) else EXIT_FAILED

@@ -11,10 +11,26 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 
+from ledger import service as ledger
+from ledger import settlement
+from shoppers import aggregates, expiry, segments, tiers
+
 log = logging.getLogger(__name__)
+
+# How long a job sleeps after a run that found nothing to do.
+ROLLUP_INTERVAL_S = 0.5
+SEAL_INTERVAL_S = 1.0
+HOLD_RELEASE_INTERVAL_S = 5.0
+EXPIRY_INTERVAL_S = 60.0
+SETTLEMENT_INTERVAL_S = 60.0
+TIER_REVIEW_INTERVAL_S = 3600.0  # reviews act only on shoppers whose yearly review is due
+EXPIRY_NOTICE_INTERVAL_S = 600.0
+AGGREGATES_INTERVAL_S = 1.0
+SEGMENTS_INTERVAL_S = 60.0
 
 JobFn = Callable[[asyncpg.Pool], Awaitable[int]]
 
@@ -58,6 +74,53 @@ class Scheduler:
                 await asyncio.sleep(0)
 
 
+async def _fold_deltas(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return await ledger.fold_deltas(conn)
+
+
+async def _seal_blocks(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return await ledger.seal_blocks(conn)
+
+
+async def _release_expired_holds(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return await ledger.release_expired_holds(conn, now=datetime.now(UTC))
+
+
+async def _expire_lots(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return await ledger.expire_lots(conn, now=datetime.now(UTC))
+
+
+async def _close_due_periods(pool: asyncpg.Pool) -> int:
+    return await settlement.close_due_periods(pool, now=datetime.now(UTC))
+
+
+async def _review_tiers(pool: asyncpg.Pool) -> int:
+    return await tiers.review_tiers(pool, now=datetime.now(UTC))
+
+
+async def _record_expiry_notices(pool: asyncpg.Pool) -> int:
+    return await expiry.record_expiry_notices(pool, now=datetime.now(UTC))
+
+
+async def _refresh_segments(pool: asyncpg.Pool) -> int:
+    return await segments.refresh_segments(pool, now=datetime.now(UTC))
+
+
 def default_jobs() -> list[Job]:
-    """The jobs every server process runs; filled in as capabilities land."""
-    return []
+    """The jobs every server process runs."""
+    return [
+        Job("ledger.fold_deltas", ROLLUP_INTERVAL_S, _fold_deltas),
+        Job("ledger.seal_blocks", SEAL_INTERVAL_S, _seal_blocks),
+        Job("ledger.release_expired_holds", HOLD_RELEASE_INTERVAL_S, _release_expired_holds),
+        Job("ledger.expire_lots", EXPIRY_INTERVAL_S, _expire_lots),
+        Job("settlement.close_due_periods", SETTLEMENT_INTERVAL_S, _close_due_periods),
+        Job("shoppers.review_tiers", TIER_REVIEW_INTERVAL_S, _review_tiers),
+        Job("shoppers.expiry_notices", EXPIRY_NOTICE_INTERVAL_S, _record_expiry_notices),
+        Job("shoppers.refresh_aggregates", AGGREGATES_INTERVAL_S, aggregates.refresh_aggregates),
+        # The refresh itself runs at most hourly across processes; this is how often to ask.
+        Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
+    ]

@@ -153,6 +153,8 @@ def test_serve_on_embedded_postgres_stops_cleanly_and_reuses_its_data(tmp_path: 
     pgdata = tmp_path / "pgdata"
     assert f"{len(migrations.discover())} migration(s) applied" in first
     assert not (pgdata / "postmaster.pid").exists(), "embedded postgres still running"
+    assert "demo network: 2 partners, 3 shoppers" in first
     second = serve_once(tmp_path, free_port())
     assert "0 migration(s) applied" in second
+    assert "demo network: already seeded" in second
     assert not (pgdata / "postmaster.pid").exists()
