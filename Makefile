@@ -28,7 +28,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  ## benchmarks next to pgbench TPC-B (needs wrk: installed here when missing)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
+		|| (echo "make bench needs wrk: apt-get install wrk" >&2; exit 2)
 	$(BIN)/coalition bench
 
 clean:

@@ -111,8 +111,10 @@ def test_token_operator_mints_a_token_for_the_service_key(tmp_path: Path) -> Non
     assert claims["exp"] - claims["iat"] == 120
 
 
-def test_bench_placeholder_says_so_and_fails(tmp_path: Path) -> None:
-    assert_one_clear_line(coalition("bench", env=base_env(tmp_path)), "not built yet")
+def test_bench_refuses_an_unknown_scenario_with_a_usage_error(tmp_path: Path) -> None:
+    result = coalition("bench", "--scenario", "no-such-scenario", env=base_env(tmp_path))
+    assert result.returncode == 2
+    assert "no-such-scenario" in result.stderr
 
 
 def wait_ready(url: str, process: subprocess.Popen[str]) -> None:

@@ -1,0 +1,507 @@
+"""`coalition bench`: signed partner traffic through wrk, next to pgbench TPC-B, checked after.
+
+One bounded run: start (or target) a server, provision a network, run pgbench TPC-B on the
+same PostgreSQL, then each scenario for --duration-s with --connections, each followed by the
+correctness check. Exit 0 when every check passed, 1 when one failed, 2 on a usage or setup
+problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from contracts.signing import CREATED_SKEW_S_MAX
+from gateway.bench import _check, _provision, _report, _requests, _server
+from gateway.tokens import load_or_create
+from infra import embedded, migrations
+
+DURATION_S_MAX = 120
+CONNECTIONS_MAX = 256
+PARTNERS = 10
+SHOPPERS = 100_000
+FUNDED_SHOPPERS = 2_000
+# The pool holds this many requests per second of run: a server faster than this runs the pool
+# dry, which the bench reports as a failed run (raise --requests-per-s-max), never a replay.
+REQUESTS_PER_S_MAX_DEFAULT = 2_500
+REQUESTS_PER_S_MAX_LIMIT = 50_000
+CREATED_MARGIN_S = 30  # signatures must still be fresh when the run's last request is sent
+WRK_THREADS = 1  # one event loop drives 64 connections at a fraction of a core
+WRK_TIMEOUT_S = 30
+WRK_GRACE_S = 30
+PGBENCH_SCALE = 10
+PGBENCH_JOBS = 2
+PGBENCH_DEFAULT = "/usr/bin/pgbench"
+BENCH_DATABASE = "coalition_bench"
+PGBENCH_DATABASE = "coalition_bench_pgbench"
+LUA_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "load" / "wrk" / "replay.lua"
+WRK_MISSING = (
+    "wrk is not installed: it is Debian's package `wrk` (apt-get install -y wrk); "
+    "`make bench` installs it"
+)
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coalition bench", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--scenario",
+        action="append",
+        choices=_requests.SCENARIOS,
+        help="run this scenario (repeatable; default: all)",
+    )
+    p.add_argument("--duration-s", type=int, default=10, help="seconds per run (default 10)")
+    p.add_argument("--connections", type=int, default=64, help="concurrent connections (64)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--target", help="an already running server's base URL (127.0.0.1 only)")
+    p.add_argument("--skip-pgbench", action="store_true", help="do not run pgbench TPC-B")
+    p.add_argument(
+        "--requests-per-s-max",
+        type=int,
+        default=REQUESTS_PER_S_MAX_DEFAULT,
+        help="pre-signed pool size per second of run (default %(default)s)",
+    )
+    return p
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": str(os.cpu_count()), "cpu": model, "python": platform.python_version()}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of waited-for child processes: wrk's cost, to show it is not the limit."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc), None when unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (after the command name), None when unreadable."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def process_tree_cpu_s(root: int | None) -> float | None:
+    """CPU seconds of `root`, its waited-for dead children and its live children (a
+    postmaster and its backends), None when /proc does not show it (a remote server)."""
+    if root is None:
+        return None
+    fields = _stat_fields(root)
+    if fields is None:
+        return None
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            child = _stat_fields(int(entry.name))
+            if child is not None and int(child[1]) == root:
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def say(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+async def run_pgbench(binary: str, dsn: str, *, connections: int, duration_s: int) -> float:
+    async def run(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=duration_s + 300)
+        text = out.decode(errors="replace")
+        if process.returncode != 0:
+            raise RuntimeError(f"pgbench {' '.join(args[:2])} failed:\n{text[-2000:]}")
+        return text
+
+    await run("-i", "-q", "-s", str(PGBENCH_SCALE), dsn)
+    output = await run(
+        "-M",
+        "prepared",
+        "-c",
+        str(connections),
+        "-j",
+        str(PGBENCH_JOBS),
+        "-T",
+        str(duration_s),
+        dsn,
+    )
+    return _report.parse_pgbench_tps(output)
+
+
+def read_logs(log_prefix: str) -> list[str]:
+    lines: list[str] = []
+    for index in range(WRK_THREADS):
+        log = Path(f"{log_prefix}{index}.log")
+        if log.exists():
+            lines.extend(log.read_text().splitlines())
+    return lines
+
+
+async def run_wrk(
+    binary: str,
+    base_url: str,
+    pool_prefix: Path,
+    log_prefix: Path,
+    *,
+    connections: int,
+    duration_s: int,
+) -> _report.WrkSummary:
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        "-t",
+        str(WRK_THREADS),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration_s}s",
+        "--timeout",
+        f"{WRK_TIMEOUT_S}s",
+        "-s",
+        str(LUA_SCRIPT),
+        base_url,
+        "--",
+        str(pool_prefix),
+        str(log_prefix),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=duration_s + WRK_GRACE_S)
+    text = out.decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{text[-2000:]}")
+    return _report.parse_wrk(text)
+
+
+async def scenario(
+    name: str,
+    *,
+    conn: asyncpg.Connection[Any],
+    network: _requests.Network,
+    base_url: str,
+    wrk: str,
+    scratch: Path,
+    args: argparse.Namespace,
+    pgbench_tps: float | None,
+    server_pid: int | None,
+    postmaster_pid: int | None,
+) -> _report.ScenarioResult:
+    run = f"{name}-{time.time_ns()}"
+    count = args.requests_per_s_max * args.duration_s
+    started = time.monotonic()
+    planned = list(_requests.plan(name, network, count, run=run, seed=len(name)))
+    pool_prefix = scratch / f"{name}-pool-"
+    log_prefix = scratch / f"{name}-log-"
+    _requests.write_pools(str(pool_prefix), planned, network, threads=WRK_THREADS)
+    generation_s = time.monotonic() - started
+    if generation_s + args.duration_s > CREATED_SKEW_S_MAX - CREATED_MARGIN_S:
+        # The last requests would reach the server with a `created` it refuses (401).
+        raise RuntimeError(
+            f"signing {count} requests took {generation_s:.0f} s: with a {args.duration_s} s "
+            f"run the signatures would expire; lower --requests-per-s-max or --duration-s"
+        )
+    partner_ids = [p.partner_id for p in network.partners]
+    entry_before = await _check.last_entry_id(conn)
+    cpu_before = _children_cpu_s()
+    server_cpu_before = process_cpu_s(server_pid)
+    postgres_cpu_before = process_tree_cpu_s(postmaster_pid)
+    summary = await run_wrk(
+        wrk,
+        base_url,
+        pool_prefix,
+        log_prefix,
+        connections=args.connections,
+        duration_s=args.duration_s,
+    )
+    loadgen_cpu_s = _children_cpu_s() - cpu_before
+    server_cpu_after = process_cpu_s(server_pid)
+    postgres_cpu_after = process_tree_cpu_s(postmaster_pid)
+    postgres_cpu_s = (
+        None
+        if postgres_cpu_before is None or postgres_cpu_after is None
+        else postgres_cpu_after - postgres_cpu_before
+    )
+    server_cpu_s = (
+        None
+        if server_cpu_before is None or server_cpu_after is None
+        else server_cpu_after - server_cpu_before
+    )
+    await _check.settle(conn, partner_ids)
+    lines = read_logs(str(log_prefix))
+    kinds = [item.kind for item in planned]
+    tally = _report.tally(lines, kinds)
+    problems, unacknowledged = await _check.check_scenario(
+        conn,
+        planned=planned,
+        tally=tally,
+        run=run,
+        partner_ids=partner_ids,
+        entry_id_before=entry_before,
+        connections=args.connections,
+    )
+    if tally.exhausted:
+        problems.insert(
+            0,
+            f"the pool of {count} pre-signed requests ran out: the figure is not valid; "
+            "rerun with a larger --requests-per-s-max",
+        )
+    server_errors = sum(n for status, n in tally.by_status.items() if status >= 500)
+    if server_errors:
+        problems.append(f"{server_errors} responses with a 5xx status")
+    rps = summary.requests_per_s
+    return _report.ScenarioResult(
+        name=name,
+        requests=summary.requests,
+        requests_per_s=rps,
+        latency_ms_p50=summary.latency_ms_p50,
+        latency_ms_p95=summary.latency_ms_p95,
+        latency_ms_p99=summary.latency_ms_p99,
+        latency_ms_max=summary.latency_ms_max,
+        by_status={str(k): v for k, v in sorted(tally.by_status.items())},
+        socket_errors=summary.socket_errors,
+        acknowledged_by_kind={k: len(v) for k, v in sorted(tally.acknowledged.items())},
+        ratio_to_pgbench=_report.ratio(rps, pgbench_tps),
+        pool_requests=count,
+        generation_s=generation_s,
+        committed_unacknowledged=unacknowledged,
+        loadgen_cpu_s=loadgen_cpu_s,
+        server_cpu_s=server_cpu_s,
+        postgres_cpu_s=postgres_cpu_s,
+        problems=problems,
+    )
+
+
+async def bench(
+    args: argparse.Namespace,
+    *,
+    server_dsn: str,
+    app_dsn: str,
+    base_url: str,
+    key_dir: Path,
+    scratch: Path,
+    wrk: str,
+    pgbench: str | None,
+    server_pid: int | None = None,
+) -> _report.Report:
+    quiet = bool(args.json)
+    key = load_or_create(key_dir, os.environ.get("COALITION_JWT_PRIVATE_KEY") or None)
+    run = str(time.time_ns())[-9:]
+    conn = await asyncpg.connect(app_dsn)
+    try:
+        # Our backend's parent is the postmaster when PostgreSQL runs on this machine.
+        postmaster_pid = parent_pid(int(await conn.fetchval("SELECT pg_backend_pid()")))
+        async with httpx.AsyncClient(base_url=base_url, timeout=_provision.HTTP_TIMEOUT_S) as http:
+            started = time.monotonic()
+            partners = await _provision.create_partners(http, key, count=PARTNERS, run=run)
+            inserted = await _provision.insert_shoppers(
+                conn, enrolled_by=partners[0].partner_id, count=SHOPPERS
+            )
+            say(
+                f"{PARTNERS} partners via the operator API; {inserted} shoppers bulk-inserted "
+                f"({SHOPPERS - inserted} kept) in {time.monotonic() - started:.1f} s",
+                quiet,
+            )
+            scenarios = args.scenario or list(_requests.SCENARIOS)
+            funded = [_requests.card_number(i) for i in range(FUNDED_SHOPPERS)]
+            holds: list[tuple[int, str]] = []
+            if "burn-heavy" in scenarios:
+                started = time.monotonic()
+                await _provision.fund(http, partners, funded, run=run)
+                hold_count = int(
+                    args.requests_per_s_max * args.duration_s * _requests.CAPTURE_SHARE
+                )
+                holds = await _provision.open_holds(
+                    http, partners, funded, count=hold_count, run=run
+                )
+                say(
+                    f"funded {len(funded)} shoppers and opened {len(holds)} holds over HTTP "
+                    f"in {time.monotonic() - started:.1f} s",
+                    quiet,
+                )
+        host = base_url.removeprefix("http://").rstrip("/")
+        network = _requests.Network(host, partners, SHOPPERS, funded, holds)
+        pgbench_tps: float | None = None
+        if pgbench is not None:
+            say(f"pgbench TPC-B -s {PGBENCH_SCALE}, {args.duration_s} s ...", quiet)
+            pg_dsn = await _server.recreate_database(server_dsn, PGBENCH_DATABASE)
+            try:
+                pgbench_tps = await run_pgbench(
+                    pgbench, pg_dsn, connections=args.connections, duration_s=args.duration_s
+                )
+            finally:
+                await _server.drop_database(server_dsn, PGBENCH_DATABASE)
+        results = []
+        for name in scenarios:
+            say(f"{name}, {args.duration_s} s ...", quiet)
+            results.append(
+                await scenario(
+                    name,
+                    conn=conn,
+                    network=network,
+                    base_url=base_url,
+                    wrk=wrk,
+                    scratch=scratch,
+                    args=args,
+                    pgbench_tps=pgbench_tps,
+                    server_pid=server_pid,
+                    postmaster_pid=postmaster_pid,
+                )
+            )
+        info = machine()
+        info["postgres"] = str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+    return _report.Report(
+        machine=info,
+        duration_s=args.duration_s,
+        connections=args.connections,
+        pgbench_tps=pgbench_tps,
+        scenarios=results,
+    )
+
+
+async def _owned_run(
+    args: argparse.Namespace, scratch: Path, server_dsn: str, wrk: str, pgbench: str | None
+) -> _report.Report:
+    """Scratch database + our own server process around `bench`."""
+    app_dsn = await _server.recreate_database(server_dsn, BENCH_DATABASE)
+    try:
+        conn = await asyncpg.connect(app_dsn)
+        try:
+            await migrations.migrate(conn)
+        finally:
+            await conn.close()
+        data_dir = scratch / "server"
+        data_dir.mkdir()
+        server = _server.start_server(app_dsn, data_dir, scratch / "server.log")
+        try:
+            await _server.wait_ready(server.base_url, server)
+            report = await bench(
+                args,
+                server_dsn=server_dsn,
+                app_dsn=app_dsn,
+                base_url=server.base_url,
+                key_dir=data_dir,
+                scratch=scratch,
+                wrk=wrk,
+                pgbench=pgbench,
+                server_pid=server.process.pid,
+            )
+            if server.process.poll() is not None:
+                raise RuntimeError(f"the server died during the run:\n{server.log_tail()}")
+            return report
+        finally:
+            server.stop()
+    finally:
+        await _server.drop_database(server_dsn, BENCH_DATABASE)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if not 1 <= args.duration_s <= DURATION_S_MAX:
+        print(f"coalition bench: --duration-s must be 1..{DURATION_S_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.connections <= CONNECTIONS_MAX:
+        print(f"coalition bench: --connections must be 1..{CONNECTIONS_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.requests_per_s_max <= REQUESTS_PER_S_MAX_LIMIT:
+        print(
+            f"coalition bench: --requests-per-s-max must be 1..{REQUESTS_PER_S_MAX_LIMIT}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.target and not args.target.startswith(("http://127.0.0.1:", "http://localhost:")):
+        print("coalition bench: --target must be a loopback http:// URL", file=sys.stderr)
+        return EXIT_USAGE
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(f"coalition bench: {WRK_MISSING}", file=sys.stderr)
+        return EXIT_USAGE
+    pgbench = None
+    if not args.skip_pgbench:
+        pgbench = shutil.which("pgbench") or (
+            PGBENCH_DEFAULT if Path(PGBENCH_DEFAULT).exists() else None
+        )
+        if pgbench is None:
+            print("coalition bench: pgbench not found (or pass --skip-pgbench)", file=sys.stderr)
+            return EXIT_USAGE
+    database_url = os.environ.get("DATABASE_URL")
+    try:
+        with tempfile.TemporaryDirectory(prefix="coalition-bench-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            if args.target:
+                if not database_url:
+                    print(
+                        "coalition bench: --target needs DATABASE_URL (the server's database) "
+                        "and COALITION_DATA_DIR (its JWT key)",
+                        file=sys.stderr,
+                    )
+                    return EXIT_USAGE
+                report = asyncio.run(
+                    bench(
+                        args,
+                        server_dsn=database_url,
+                        app_dsn=database_url,
+                        base_url=args.target.rstrip("/"),
+                        key_dir=Path(os.environ.get("COALITION_DATA_DIR", ".coalition")),
+                        scratch=scratch,
+                        wrk=wrk,
+                        pgbench=pgbench,
+                    )
+                )
+            elif database_url:
+                report = asyncio.run(_owned_run(args, scratch, database_url, wrk, pgbench))
+            else:
+                cluster = embedded.start(scratch / "pg", cleanup_mode="delete")
+                try:
+                    report = asyncio.run(_owned_run(args, scratch, cluster.dsn, wrk, pgbench))
+                finally:
+                    cluster.stop()
+    except (RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
+        print(f"coalition bench: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_report.render_json(report) if args.json else _report.render_table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED

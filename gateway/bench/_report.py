@@ -1,0 +1,205 @@
+"""The pure half of the bench: parse wrk and pgbench output, tally responses, render reports.
+
+Nothing here touches a process, a socket or a database, so tests/unit covers it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+WRK_SUMMARY_PREFIX = "BENCH-WRK "
+# The Lua script logs one line per response: "<status> <request id>"; "-" when the response
+# carried no X-Request-Id we gave (a request the script made after its pool ran out).
+EXHAUSTED_LINE = "exhausted"
+UNLABELED_ID = "-"
+PGBENCH_TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
+PERCENTILES = (50, 95, 99)
+
+
+class WrkSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What the Lua `done` function prints: wrk's own counts and latency distribution."""
+
+    requests: int
+    duration_s: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    latency_ms_max: float
+    errors_connect: int
+    errors_read: int
+    errors_write: int
+    errors_timeout: int
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def socket_errors(self) -> int:
+        return self.errors_connect + self.errors_read + self.errors_write + self.errors_timeout
+
+
+class Tally(msgspec.Struct, frozen=True, kw_only=True):
+    """The responses one scenario got, from the per-thread response logs."""
+
+    by_status: dict[int, int]
+    acknowledged: dict[str, list[int]]  # kind -> request indices answered with success
+    exhausted: bool
+    unlabeled: int
+
+
+class ScenarioResult(msgspec.Struct, kw_only=True):
+    name: str
+    requests: int
+    requests_per_s: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    latency_ms_max: float
+    by_status: dict[str, int]
+    socket_errors: int
+    acknowledged_by_kind: dict[str, int]
+    ratio_to_pgbench: float | None
+    pool_requests: int
+    generation_s: float
+    committed_unacknowledged: int  # in flight when wrk stopped: committed, answer unread
+    loadgen_cpu_s: float  # wrk's user + system CPU over the run
+    server_cpu_s: float | None  # the server process's CPU over the run (when we started it)
+    postgres_cpu_s: float | None  # the postmaster's and its backends' CPU (when local)
+    problems: list[str]
+
+
+class Report(msgspec.Struct, kw_only=True):
+    machine: dict[str, str]
+    duration_s: int
+    connections: int
+    pgbench_tps: float | None
+    scenarios: list[ScenarioResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(not s.problems for s in self.scenarios)
+
+
+def parse_wrk(stdout: str) -> WrkSummary:
+    """The summary line the Lua script's `done` printed; ValueError when there is none."""
+    for line in stdout.splitlines():
+        if line.startswith(WRK_SUMMARY_PREFIX):
+            fields = json.loads(line[len(WRK_SUMMARY_PREFIX) :])
+            return WrkSummary(
+                requests=int(fields["requests"]),
+                duration_s=int(fields["duration_us"]) / 1e6,
+                latency_ms_p50=int(fields["p50_us"]) / 1e3,
+                latency_ms_p95=int(fields["p95_us"]) / 1e3,
+                latency_ms_p99=int(fields["p99_us"]) / 1e3,
+                latency_ms_max=int(fields["max_us"]) / 1e3,
+                errors_connect=int(fields["connect"]),
+                errors_read=int(fields["read"]),
+                errors_write=int(fields["write"]),
+                errors_timeout=int(fields["timeout"]),
+            )
+    raise ValueError(f"no {WRK_SUMMARY_PREFIX.strip()} line in wrk's output:\n{stdout[-2000:]}")
+
+
+def parse_pgbench_tps(stdout: str) -> float:
+    match = PGBENCH_TPS.search(stdout)
+    if match is None:
+        raise ValueError(f"no tps line in pgbench's output:\n{stdout[-2000:]}")
+    return float(match[1])
+
+
+def success_status(kind: str) -> int:
+    """The status a successful request of this kind answers with."""
+    return 200 if kind in {"capture", "lookup"} else 201
+
+
+def tally(log_lines: Iterable[str], kinds: Sequence[str]) -> Tally:
+    """Count responses by status and collect the acknowledged request indices by kind.
+
+    `kinds[i]` is the kind of request i of the pool, as generated.
+    """
+    by_status: Counter[int] = Counter()
+    acknowledged: dict[str, list[int]] = {}
+    exhausted = False
+    unlabeled = 0
+    for raw in log_lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line == EXHAUSTED_LINE:
+            exhausted = True
+            continue
+        status_text, _, request_id = line.partition(" ")
+        status = int(status_text)
+        by_status[status] += 1
+        if request_id == UNLABELED_ID or not request_id.isdigit():
+            unlabeled += 1
+            continue
+        index = int(request_id)
+        if not 0 <= index < len(kinds):
+            unlabeled += 1
+            continue
+        kind = kinds[index]
+        if status == success_status(kind):
+            acknowledged.setdefault(kind, []).append(index)
+    return Tally(
+        by_status=dict(by_status),
+        acknowledged=acknowledged,
+        exhausted=exhausted,
+        unlabeled=unlabeled,
+    )
+
+
+def ratio(value: float, reference: float | None) -> float | None:
+    if reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def render_table(report: Report) -> str:
+    header = (
+        f"{'scenario':<16}{'req/s':>9}{'x pgbench':>11}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'requests':>10}  statuses"
+    )
+    lines = [
+        f"{report.connections} connections, {report.duration_s} s per run; "
+        + ", ".join(f"{k}: {v}" for k, v in report.machine.items()),
+        header,
+        "-" * len(header),
+    ]
+    if report.pgbench_tps is not None:
+        lines.append(f"{'pgbench TPC-B':<16}{report.pgbench_tps:>9.0f}{1.0:>11.2f}")
+    for s in report.scenarios:
+        shown_ratio = "-" if s.ratio_to_pgbench is None else f"{s.ratio_to_pgbench:.2f}"
+        statuses = " ".join(f"{k}:{v}" for k, v in sorted(s.by_status.items()))
+        if s.socket_errors:
+            statuses += f" socket-errors:{s.socket_errors}"
+        lines.append(
+            f"{s.name:<16}{s.requests_per_s:>9.0f}{shown_ratio:>11}{s.latency_ms_p50:>9.1f}"
+            f"{s.latency_ms_p95:>9.1f}{s.latency_ms_p99:>9.1f}{s.requests:>10}  {statuses}"
+        )
+    for s in report.scenarios:
+        lines.append(
+            f"{s.name}: pool of {s.pool_requests} pre-signed requests generated in "
+            f"{s.generation_s:.1f} s; CPU s used by wrk {s.loadgen_cpu_s:.2f}, by the server "
+            + ("?" if s.server_cpu_s is None else f"{s.server_cpu_s:.1f}")
+            + ", by PostgreSQL "
+            + ("?" if s.postgres_cpu_s is None else f"{s.postgres_cpu_s:.1f}")
+            + "; acknowledged "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s.acknowledged_by_kind.items()))
+            + f"; committed while in flight at the deadline {s.committed_unacknowledged}"
+        )
+        lines.extend(f"  PROBLEM: {p}" for p in s.problems)
+    lines.append("correctness: " + ("ok" if report.ok else "FAILED"))
+    return "\n".join(lines)
+
+
+def render_json(report: Report) -> str:
+    payload = msgspec.to_builtins(report)
+    payload["ok"] = report.ok
+    return json.dumps(payload, indent=2, sort_keys=True)

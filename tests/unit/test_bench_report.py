@@ -1,0 +1,166 @@
+"""The bench's pure parts: wrk and pgbench output, response tallies, ratios, pre-signed pools."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from gateway.bench import _report, _requests
+from shoppers import luhn
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:41234
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    60.12ms   10.00ms 200.00ms   90.00%
+  2400 requests in 10.00s, 1.20MB read
+Requests/sec:    240.00
+BENCH-WRK {"requests": 2400, "duration_us": 10000000, "p50_us": 58000, "p95_us": 81000, \
+"p99_us": 95500, "max_us": 200000, "connect": 0, "read": 1, "write": 0, "timeout": 2}
+"""
+
+PGBENCH_OUTPUT = """transaction type: <builtin: TPC-B (sort of)>
+scaling factor: 10
+number of clients: 64
+latency average = 33.529 ms
+initial connection time = 120.331 ms
+tps = 1908.760371 (without initial connection time)
+"""
+
+
+def test_wrk_summary_is_read_from_the_lua_done_line() -> None:
+    summary = _report.parse_wrk(WRK_OUTPUT)
+    assert summary.requests == 2400
+    assert summary.duration_s == 10.0
+    assert summary.requests_per_s == 240.0
+    assert (summary.latency_ms_p50, summary.latency_ms_p95, summary.latency_ms_p99) == (
+        58.0,
+        81.0,
+        95.5,
+    )
+    assert summary.socket_errors == 3
+
+
+def test_wrk_output_without_the_summary_line_is_refused() -> None:
+    with pytest.raises(ValueError, match="BENCH-WRK"):
+        _report.parse_wrk("Running 10s test\nRequests/sec: 1.0\n")
+
+
+def test_pgbench_tps_excludes_connection_time() -> None:
+    assert _report.parse_pgbench_tps(PGBENCH_OUTPUT) == pytest.approx(1908.760371)
+    with pytest.raises(ValueError, match="tps"):
+        _report.parse_pgbench_tps("pgbench: error: connection failed")
+
+
+def test_ratio_is_against_pgbench_and_absent_without_it() -> None:
+    assert _report.ratio(954.38, 1908.76) == pytest.approx(0.5)
+    assert _report.ratio(100.0, None) is None
+    assert _report.ratio(100.0, 0.0) is None
+
+
+def test_tally_acknowledges_only_the_success_status_of_each_kind() -> None:
+    kinds = ["purchase", "capture", "lookup", "redemption", "purchase"]
+    lines = ["201 0", "200 1", "200 2", "422 3", "500 4", "201 -", "", "201 99"]
+    tally = _report.tally(lines, kinds)
+    assert tally.acknowledged == {"purchase": [0], "capture": [1], "lookup": [2]}
+    assert tally.by_status == {201: 3, 200: 2, 422: 1, 500: 1}
+    assert tally.unlabeled == 2  # "-" and an id outside the pool
+    assert not tally.exhausted
+
+
+def test_a_pool_that_ran_out_is_reported() -> None:
+    assert _report.tally(["201 0", "exhausted"], ["purchase"]).exhausted
+
+
+def _report_with(problems: list[str]) -> _report.Report:
+    scenario = _report.ScenarioResult(
+        name="earn-spread",
+        requests=2400,
+        requests_per_s=240.0,
+        latency_ms_p50=58.0,
+        latency_ms_p95=81.0,
+        latency_ms_p99=95.5,
+        latency_ms_max=200.0,
+        by_status={"201": 2400},
+        socket_errors=0,
+        acknowledged_by_kind={"purchase": 2400},
+        ratio_to_pgbench=0.125,
+        pool_requests=25_000,
+        generation_s=6.5,
+        committed_unacknowledged=64,
+        loadgen_cpu_s=0.4,
+        server_cpu_s=9.5,
+        postgres_cpu_s=8.0,
+        problems=problems,
+    )
+    return _report.Report(
+        machine={"cpus": "2"},
+        duration_s=10,
+        connections=64,
+        pgbench_tps=1920.0,
+        scenarios=[scenario],
+    )
+
+
+def test_table_and_json_carry_the_ratio_and_the_verdict() -> None:
+    good = _report_with([])
+    assert re.search(r"earn-spread\s+240\s+0\.12", _report.render_table(good))
+    assert "correctness: ok" in _report.render_table(good)
+    payload = json.loads(_report.render_json(good))
+    assert payload["ok"] is True
+    assert payload["pgbench_tps"] == 1920.0
+    assert payload["scenarios"][0]["ratio_to_pgbench"] == 0.125
+    bad = _report_with(["1 acknowledged purchase(s) missing"])
+    assert "correctness: FAILED" in _report.render_table(bad)
+    assert json.loads(_report.render_json(bad))["ok"] is False
+
+
+def test_bench_cards_pass_the_luhn_check_and_are_distinct() -> None:
+    cards = [_requests.card_number(i) for i in (0, 1, 99_999)]
+    assert all(luhn.is_valid(card) and len(card) == 16 for card in cards)
+    assert len(set(cards)) == 3
+
+
+NETWORK = _requests.Network(
+    host="127.0.0.1:8123",
+    partners=[_requests.PartnerKey(1, "key-a", "secret-a"), _requests.PartnerKey(2, "k", "s")],
+    shoppers=1_000,
+    funded_cards=[_requests.card_number(0)],
+    open_holds=[(1, "11111111-1111-1111-1111-111111111111")],
+)
+
+
+def test_every_planned_post_has_its_own_reference_and_idempotency_key() -> None:
+    for scenario in _requests.SCENARIOS:
+        planned = list(_requests.plan(scenario, NETWORK, 40, run="r", seed=1))
+        assert len(planned) == 40
+        posts = [p for p in planned if p.method == "POST"]
+        assert len({p.idempotency_key for p in posts}) == len(posts)
+        refs = [p.partner_ref for p in posts if p.kind != "capture"]
+        assert len(set(refs)) == len(refs)
+
+
+def test_burn_heavy_captures_each_open_hold_once_then_redeems() -> None:
+    planned = list(_requests.plan("burn-heavy", NETWORK, 40, run="r", seed=1))
+    captures = [p for p in planned if p.kind == "capture"]
+    assert [c.path for c in captures] == ["/v1/holds/11111111-1111-1111-1111-111111111111/capture"]
+    burns = sum(p.kind in {"redemption", "hold", "capture"} for p in planned)
+    assert burns / len(planned) == 0.6
+
+
+def test_a_raw_request_is_signed_and_framed_for_the_pool() -> None:
+    planned = next(_requests.plan("earn-hot", NETWORK, 1, run="r", seed=1))
+    raw = _requests.raw_request(planned, NETWORK, request_id=7)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /v1/purchases HTTP/1.1"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Host"] == "127.0.0.1:8123"
+    assert int(headers["Content-Length"]) == len(body)
+    assert headers["X-Request-Id"] == "7"
+    assert headers["Idempotency-Key"] == "r-0"
+    assert 'keyid="key-a"' in headers["Signature-Input"]
+    assert '"content-digest"' in headers["Signature-Input"]
+    record = _requests.pool_record(raw)
+    assert record == f"{len(raw)}\n".encode() + raw
