@@ -70,6 +70,7 @@ class ErrorCode(StrEnum):
     MERGE_REFUSED = "merge_refused"
     PHONE_INVALID = "phone_invalid"
     IDENTIFIER_TAKEN = "identifier_taken"
+    POINTS_LIFETIME_INVALID = "points_lifetime_invalid"
     # personalization and analytics (issue 8)
     ANALYTICS_PERIOD_INVALID = "analytics_period_invalid"
 

@@ -224,6 +224,9 @@ class RefundResult(_Response):
     points_refunded: int
     amount_minor: int | None
     balance: int
+    # Network campaign points of the purchase taken back with it (paid by the network, so
+    # not in points_refunded, which is what the partner's statement moves).
+    network_points_refunded: int = 0
 
 
 class QuoteRequest(_Request):
@@ -313,3 +316,22 @@ class Transaction(_Response):
 class TransactionPage(_Response):
     items: list[Transaction]
     next_cursor: str | None = None
+
+
+# ---- program settings (operator) ---------------------------------------------------------------
+
+POINTS_LIFETIME_MONTHS_MIN = 1
+POINTS_LIFETIME_MONTHS_MAX = 120
+
+
+class PointsLifetimeUpdate(_Request):
+    """How long points earned from now on stay valid, in months from the earn (1 to 120;
+    checked by the service, which answers `points_lifetime_invalid`)."""
+
+    months: int
+
+
+class PointsLifetime(_Response):
+    months: int
+    updated_at: datetime | None = None
+    updated_by: str | None = None

@@ -28,6 +28,8 @@ __all__ = [
     "ReconciliationReport",
     "ReconciliationTotals",
     "ResolveRequest",
+    "SettlementCycle",
+    "SettlementCycleUpdate",
     "SettlementErrorCode",
     "Statement",
     "StatementPage",
@@ -41,6 +43,7 @@ PERIODS_LIMIT_MAX = 200
 RECONCILIATION_ITEMS_LIMIT_DEFAULT = 100
 RECONCILIATION_ITEMS_LIMIT_MAX = 1_000
 REASON_CHARS_MAX = 1_000
+TIME_ZONE_CHARS_MAX = 64  # the longest IANA name is 32 characters
 ADJUST_POINTS_MAX = 1_000_000_000
 PRICE_MICROS_MAX = 1_000_000_000
 # The columns of a partner's reconciliation file, CSV header or JSON-lines keys.
@@ -53,6 +56,7 @@ RECONCILIATION_FIELDS = (
     "occurred_at",
 )
 
+Frequency = Literal["daily", "weekly", "monthly"]
 StatementState = Literal["draft", "final", "paid", "disputed"]
 Payer = Literal["partner", "network", "none"]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX)]
@@ -71,6 +75,7 @@ class SettlementErrorCode:
     ITEM_ALREADY_RESOLVED = "reconciliation_item_resolved"
     ADJUSTMENT_INVALID = "adjustment_invalid"
     ADJUSTMENT_REFUSED = "adjustment_refused"
+    TIME_ZONE_UNKNOWN = "time_zone_unknown"
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -127,6 +132,28 @@ class StatementPage(_Response):
 
 class StatementTransition(_Request):
     reason: Reason | None = None
+
+
+# ---- cycle -------------------------------------------------------------------------------------
+
+
+class SettlementCycleUpdate(_Request):
+    """When periods end: at local midnight in `time_zone` (an IANA name), every day, every
+    Monday or every first of the month."""
+
+    frequency: Frequency
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=TIME_ZONE_CHARS_MAX)]
+
+
+class SettlementCycle(_Response):
+    frequency: Frequency
+    time_zone: str
+    updated_at: datetime
+    updated_by: str | None
+    # The open period under this cycle: it starts at the last closed end (None before the
+    # first close) and ends at the next boundary; closed periods are never re-cut.
+    next_period_start: datetime | None
+    next_period_end: datetime
 
 
 # ---- periods -----------------------------------------------------------------------------------

@@ -8,7 +8,19 @@ from __future__ import annotations
 CLOSE_LOCK = "SELECT pg_advisory_xact_lock(x'0C0A5E77'::bigint)"
 
 NETWORK = "SELECT currency::text AS currency, time_zone FROM network_settings"
-CADENCE = "SELECT cadence FROM settlement.cycle"
+# The cycle in force: its own time zone, else the network's (the default).
+CYCLE = """
+SELECT c.cadence, coalesce(c.time_zone, n.time_zone) AS time_zone, c.updated_at, c.updated_by
+FROM settlement.cycle c CROSS JOIN network_settings n
+"""
+SET_CYCLE = """
+UPDATE settlement.cycle SET cadence = $1, time_zone = $2, updated_by = $3, updated_at = now()
+"""
+INSERT_CYCLE_CHANGE = """
+INSERT INTO settlement.cycle_change (cadence, time_zone, previous_cadence, previous_time_zone,
+                                     effective_from, changed_by)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
 
 _PERIOD_COLUMNS = (
     "period_id, period_start, period_end, currency, minor_unit_micros, closed_by, closed_at"
@@ -17,6 +29,7 @@ _PERIOD_COLUMNS = (
 PERIOD_BY_END = f"SELECT {_PERIOD_COLUMNS} FROM settlement.period WHERE period_end = $1"
 PERIOD_BY_ID = f"SELECT {_PERIOD_COLUMNS} FROM settlement.period WHERE period_id = $1"
 LAST_PERIOD = f"SELECT {_PERIOD_COLUMNS} FROM settlement.period ORDER BY period_end DESC LIMIT 1"
+LAST_PERIOD_END = "SELECT max(period_end) FROM settlement.period"
 
 # The snapshot is taken by this statement, after the lock and before the stamping statement:
 # anything complete before it is visible to the stamping statement.

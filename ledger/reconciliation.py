@@ -34,6 +34,7 @@ from contracts.settlement import (
     ResolveRequest,
     SettlementErrorCode,
 )
+from infra import outbox
 from infra.db import Conn
 from ledger import _settlement_queries as q
 from ledger import service as ledger
@@ -183,9 +184,23 @@ async def reconcile(
             totals["partner_amount"],
             totals["network_amount"],
         )
-        return await get_reconciliation(
+        report = await get_reconciliation(
             conn, reconciliation_id, partner_id=partner_id, cursor=None, limit=100
         )
+        # `reconciliation.completed`, to the partner, committed with the stored report.
+        await outbox.record(
+            conn,
+            "reconciliation.completed",
+            partner_id=partner_id,
+            payload={
+                "reconciliation_id": reconciliation_id,
+                "period_start": period_start.isoformat(),
+                "period_end": period_end.isoformat(),
+                "source_format": source_format,
+                "totals": msgspec.to_builtins(report.totals),
+            },
+        )
+        return report
 
 
 async def _stage(

@@ -13,6 +13,15 @@ by kind, closing balance, and the payment instruction. The instruction settles w
 period added plus the remainder carried in, rounded toward zero to the currency's minor unit;
 what rounding leaves is carried out to the next statement. Payments posted in a period appear
 as its `payments_micros`, so closing - carried_out = instructions not yet paid.
+
+The cycle (`settlement.cycle`: daily, weekly on Mondays or monthly on the 1st, at local
+midnight in its time zone, by default the network's) is the operator's to change
+(`set_cycle`). A change applies to periods not yet closed only: the cycle is read and the next
+boundary computed under the close lock, from the last closed period_end, so closed periods keep
+their bounds and the next period starts where the last one ended.
+
+Closing a period records one `statement.ready` event per statement (to its partner) in the
+close's transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import functools
 import io
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import asyncpg
 
@@ -36,10 +46,13 @@ from contracts.settlement import (
     Period,
     PeriodPage,
     PeriodSummary,
+    SettlementCycle,
+    SettlementCycleUpdate,
     SettlementErrorCode,
     Statement,
     StatementPage,
 )
+from infra import outbox
 from infra.db import Conn
 from ledger import _settlement_queries as q
 from ledger import service as ledger
@@ -58,11 +71,13 @@ __all__ = [
     "SettlementImbalance",
     "StatementNotFound",
     "StatementStateInvalid",
+    "TimeZoneUnknown",
     "close_due_periods",
     "close_period",
     "dispute_statement",
     "finalize_statement",
     "finance_overview",
+    "get_cycle",
     "get_period",
     "get_statement",
     "latest_boundary",
@@ -72,6 +87,7 @@ __all__ = [
     "minor_unit_micros",
     "next_boundary",
     "partner_flows",
+    "set_cycle",
     "settle_until",
     "statements_csv",
     "verify_settlements",
@@ -178,6 +194,13 @@ class CursorInvalid(DomainError):
         super().__init__("not a cursor from this API")
 
 
+class TimeZoneUnknown(DomainError):
+    code = SettlementErrorCode.TIME_ZONE_UNKNOWN
+
+    def __init__(self, time_zone: str) -> None:
+        super().__init__(f"time_zone {time_zone!r} is not an IANA time zone name")
+
+
 class SettlementImbalance(Exception):
     """A closed period does not sum to zero: a bug, never a normal outcome."""
 
@@ -244,7 +267,10 @@ async def close_period(
             )
         row = await conn.fetchrow(q.PERIOD_BY_ID, period_id)
         assert row is not None
-        return await _period(conn, row, created=True)
+        period = await _period(conn, row, created=True)
+        for statement in period.statements:
+            await _record_statement_ready(conn, statement)
+        return period
 
 
 async def close_due_periods(pool: asyncpg.Pool, *, now: datetime) -> int:
@@ -273,29 +299,103 @@ async def _close_boundaries(
     pool: asyncpg.Pool, *, until: datetime, now: datetime, closed_by: str
 ) -> SettleSummary:
     closed: list[int] = []
+    last_end: datetime | None = None
     async with pool.acquire() as conn:
-        network = await conn.fetchrow(q.NETWORK)
-        cadence = await conn.fetchval(q.CADENCE)
-        assert network is not None
-        assert cadence in CADENCES, cadence
-        zone = ZoneInfo(network["time_zone"])
-        last = await conn.fetchrow(q.LAST_PERIOD)
-        last_end: datetime | None = None if last is None else last["period_end"]
         for _ in range(PERIODS_PER_RUN_MAX):
-            boundary = (
-                latest_boundary(until, cadence, zone)
-                if last_end is None
-                else next_boundary(last_end, cadence, zone)
+            period, last_end = await _close_next_boundary(
+                conn, until=until, now=now, closed_by=closed_by
             )
-            if last_end is not None and boundary <= last_end:
+            if period is None:
                 break
-            if boundary > until:
-                break
-            period = await close_period(conn, period_end=boundary, closed_by=closed_by, now=now)
             if period.created:
                 closed.append(period.period_id)
-            last_end = period.period_end
     return SettleSummary(closed_period_ids=tuple(closed), last_period_end=last_end)
+
+
+async def _close_next_boundary(
+    conn: Conn, *, until: datetime, now: datetime, closed_by: str
+) -> tuple[Period | None, datetime | None]:
+    """Close the first period not yet closed if its cycle boundary is at or before `until`.
+    The cycle is read and the boundary computed under the close lock, so a cycle change
+    (which takes the same lock) applies to every period closed after it and to none before:
+    a period is cut by exactly one configuration, and always starts at the last closed end."""
+    async with conn.transaction():
+        await conn.execute(q.CLOSE_LOCK)
+        cycle = await conn.fetchrow(q.CYCLE)
+        assert cycle is not None, "settlement.cycle has its row from its migration"
+        last = await conn.fetchrow(q.LAST_PERIOD)
+        last_end: datetime | None = None if last is None else last["period_end"]
+        boundary = _first_open_boundary(last_end, cycle["cadence"], cycle["time_zone"], until)
+        if boundary > until:
+            return None, last_end
+        period = await close_period(conn, period_end=boundary, closed_by=closed_by, now=now)
+        return period, period.period_end
+
+
+def _first_open_boundary(
+    last_end: datetime | None, cadence: str, time_zone: str, now: datetime
+) -> datetime:
+    """The end of the first period not yet closed: the next boundary after the last closed
+    end, or (nothing closed yet) the latest boundary at or before `now`."""
+    assert cadence in CADENCES, cadence
+    zone = ZoneInfo(time_zone)
+    if last_end is None:
+        return latest_boundary(now, cadence, zone)
+    return next_boundary(last_end, cadence, zone)
+
+
+# ---- cycle configuration ---------------------------------------------------------------------
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+async def get_cycle(conn: Conn, *, now: datetime) -> SettlementCycle:
+    """The settlement cycle in force, and the open period it will close next."""
+    cycle = await conn.fetchrow(q.CYCLE)
+    assert cycle is not None, "settlement.cycle has its row from its migration"
+    last = await conn.fetchrow(q.LAST_PERIOD)
+    last_end: datetime | None = None if last is None else last["period_end"]
+    return SettlementCycle(
+        frequency=cycle["cadence"],
+        time_zone=cycle["time_zone"],
+        updated_at=cycle["updated_at"],
+        updated_by=cycle["updated_by"],
+        next_period_start=last_end,
+        next_period_end=_first_open_boundary(
+            last_end, cycle["cadence"], cycle["time_zone"], _aware(now, "now")
+        ),
+    )
+
+
+async def set_cycle(
+    conn: Conn, req: SettlementCycleUpdate, *, actor: str, now: datetime
+) -> SettlementCycle:
+    """Change when periods end. Takes effect for periods not yet closed only: closed periods
+    keep their bounds, and the next period starts at the last closed end (its first boundary
+    under the new cycle may therefore come sooner or later than a whole cycle). Serialized
+    with closes on the close lock; every change is kept in `settlement.cycle_change`."""
+    if req.time_zone not in _iana_names():
+        raise TimeZoneUnknown(req.time_zone)
+    assert req.frequency in CADENCES, req.frequency
+    async with conn.transaction():
+        await conn.execute(q.CLOSE_LOCK)
+        previous = await conn.fetchrow(q.CYCLE)
+        assert previous is not None
+        last_end = await conn.fetchval(q.LAST_PERIOD_END)
+        await conn.execute(q.SET_CYCLE, req.frequency, req.time_zone, actor)
+        await conn.execute(
+            q.INSERT_CYCLE_CHANGE,
+            req.frequency,
+            req.time_zone,
+            previous["cadence"],
+            previous["time_zone"],
+            last_end,
+            actor,
+        )
+        return await get_cycle(conn, now=now)
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -568,6 +668,29 @@ async def verify_settlements(conn: Conn) -> list[str]:
             f"does not move {r['payment_due_micros']} micros for its partner"
         )
     return problems[:VERIFY_PROBLEMS_MAX]
+
+
+async def _record_statement_ready(conn: Conn, statement: Statement) -> None:
+    """`statement.ready`, to the statement's partner, in the close's transaction."""
+    await outbox.record(
+        conn,
+        "statement.ready",
+        partner_id=statement.partner_id,
+        payload={
+            "statement_id": statement.statement_id,
+            "period_id": statement.period_id,
+            "period_start": None
+            if statement.period_start is None
+            else statement.period_start.isoformat(),
+            "period_end": statement.period_end.isoformat(),
+            "currency": statement.currency,
+            "state": statement.state,
+            "closing_balance_micros": statement.closing_balance_micros,
+            "payment_due_micros": statement.payment_due_micros,
+            "payer": statement.payer,
+            "payment_minor": statement.payment_minor,
+        },
+    )
 
 
 # ---- plumbing --------------------------------------------------------------------------------

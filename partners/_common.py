@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from infra.db import Conn
 from ledger import service as ledger
@@ -16,6 +17,9 @@ from partners import queries
 from partners.errors import LedgerRefused, NotFound, PartnerRefConflict, PricingNotEffective
 from partners.telemetry import timed
 from shoppers import service as shoppers
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MICROS_PER_UNIT = 1_000_000
 # Minor-unit digits of the currencies a network may settle in; two unless listed.
@@ -50,6 +54,22 @@ def ledger_call(operation: str, partner_ref: str | None = None) -> Iterator[None
                 if isinstance(value := getattr(exc, name, None), int)
             }
             raise LedgerRefused(exc.code, str(exc), fields) from exc
+
+
+def atomic(
+    operation: Callable[Concatenate[Conn, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Conn, P], Coroutine[Any, Any, T]]:
+    """Run an operation in the caller's transaction, or in its own when the caller has none:
+    its ledger entries, its record and its event (infra.outbox) commit or vanish together."""
+
+    @functools.wraps(operation)
+    async def run(conn: Conn, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if conn.is_in_transaction():
+            return await operation(conn, *args, **kwargs)
+        async with conn.transaction():
+            return await operation(conn, *args, **kwargs)
+
+    return run
 
 
 def ledger_key(partner_id: int, reference: str) -> str:
@@ -119,8 +139,12 @@ async def record(
     ledger_entry_id: int | None = None,
     ledger_hold_id: int | None = None,
     expires_at: datetime | None = None,
+    network_points: int = 0,
+    network_entry_id: int | None = None,
 ) -> str:
-    """The partner-facing record of an operation; its id is the transaction id."""
+    """The partner-facing record of an operation; its id is the transaction id.
+    `network_points`/`network_entry_id`: a purchase's network campaign credit (paid by
+    network:marketing), or what a refund took back of it."""
     transaction_id = transaction_id or uuid.uuid4()
     created_at = await conn.fetchval(
         queries.INSERT_TRANSACTION,
@@ -140,6 +164,8 @@ async def record(
         ledger_hold_id,
         expires_at,
         idempotency_key,
+        network_points,
+        network_entry_id,
     )
     if created_at is None:  # a concurrent request with the same ref committed first
         raise PartnerRefConflict(partner_ref)

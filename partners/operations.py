@@ -2,7 +2,9 @@
 
 Every function takes a connection and runs in the caller's transaction: the gateway opens one
 transaction per call, stores the idempotency record in it, and commits once. A domain error
-raised here aborts that transaction, so a refused call changes nothing.
+raised here aborts that transaction, so a refused call changes nothing. Purchases and
+redemptions record their event (`purchase.recorded`, `redemption.recorded`) in that same
+transaction; an operation called without one opens its own (`_common.atomic`).
 
 The rooms behind this door: `onboarding` (partners, pricing, keys), `earn_rules`, `campaigns`,
 `earning` (the breakdown of a purchase's points) and `_common` (ledger calls, the record).
@@ -42,10 +44,12 @@ from contracts.partners import (
     Transaction,
     TransactionPage,
 )
+from infra import outbox
 from infra.db import Conn
 from ledger import service as ledger
 from partners import campaigns, earn_rules, earning, queries
 from partners._common import (
+    atomic,
     fresh,
     known,
     ledger_call,
@@ -123,6 +127,7 @@ async def enroll_shopper(conn: Conn, partner_id: int, req: EnrollRequest) -> Enr
     return Enrollment(shopper_id=holder.shopper_id, card_number=holder.card_number)
 
 
+@atomic
 async def purchase(
     conn: Conn, partner_id: int, req: PurchaseRequest, *, idempotency_key: str
 ) -> PurchaseResult:
@@ -146,6 +151,7 @@ async def purchase(
     expires_at = await expiry.earned_points_expire_at(conn, earned_at=now)
     metadata = {"partner_ref": req.partner_ref, "amount_minor": req.amount_minor}
     entry_id: int | None = None
+    network_entry_id: int | None = None
     balance: int | None = None
     if partner_points > 0:
         with ledger_call("earn", req.partner_ref):
@@ -178,7 +184,7 @@ async def purchase(
                 metadata={**metadata, "issued_at_partner_id": partner_id},
             )
         fresh(entry, req.partner_ref)
-        balance = known(entry.balance_after)
+        network_entry_id, balance = entry.entry_id, known(entry.balance_after)
     transaction_id = uuid.uuid4()
     await record(
         conn,
@@ -193,6 +199,8 @@ async def purchase(
         pricing_version=pricing.version,
         ledger_entry_id=entry_id,
         idempotency_key=idempotency_key,
+        network_points=network_points,  # what a refund takes back from marketing's side
+        network_entry_id=network_entry_id,
     )
     reward = await referrals.reward_qualifying_purchase(
         conn,
@@ -216,14 +224,26 @@ async def purchase(
     await tiers.after_purchase(conn, holder.shopper_id, now=now)
     if balance is None:
         balance = (await summary(conn, holder.shopper_id)).balance
+    points_earned = sum(item.points for item in items)
+    await _record_event(
+        conn,
+        "purchase.recorded",
+        partner_id=partner_id,
+        shopper_id=holder.shopper_id,
+        transaction_id=str(transaction_id),
+        partner_ref=req.partner_ref,
+        points=points_earned,
+        amount_minor=req.amount_minor,
+    )
     return PurchaseResult(
         transaction_id=str(transaction_id),
-        points_earned=sum(item.points for item in items),
+        points_earned=points_earned,
         balance=balance,
         breakdown=[item.contract() for item in items],
     )
 
 
+@atomic
 async def redeem(
     conn: Conn, partner_id: int, req: RedemptionRequest, *, idempotency_key: str
 ) -> RedemptionResult:
@@ -254,6 +274,16 @@ async def redeem(
         pricing_version=pricing.version,
         ledger_entry_id=entry.entry_id,
         idempotency_key=idempotency_key,
+    )
+    await _record_event(
+        conn,
+        "redemption.recorded",
+        partner_id=partner_id,
+        shopper_id=holder.shopper_id,
+        transaction_id=transaction_id,
+        partner_ref=req.partner_ref,
+        points=req.points,
+        value_minor=value_minor,
     )
     return RedemptionResult(
         transaction_id=transaction_id,
@@ -342,10 +372,13 @@ async def void_hold(conn: Conn, partner_id: int, hold_id: str) -> HoldResult:
     return _hold_result(row, "voided", 0, 0, entry)
 
 
+@atomic
 async def refund(
     conn: Conn, partner_id: int, req: RefundRequest, *, idempotency_key: str
 ) -> RefundResult:
-    """Refund (part of) a purchase or a redemption, never more than what is left of it."""
+    """Refund (part of) a purchase or a redemption, never more than what is left of it.
+    A purchase's network campaign points (paid by network:marketing) go back with the same
+    cumulative share, floored; its referral bonus stays (see `_network_refund_share`)."""
     if req.amount_minor is not None and req.points is not None:
         raise RefundNotApplicable("give amount_minor or points, not both")
     await ref_free(conn, partner_id, req.partner_ref)
@@ -358,6 +391,7 @@ async def refund(
     done = await conn.fetchrow(queries.REFUNDED_SO_FAR, original["id"])
     assert done is not None, "an aggregate always returns a row"
     points, amount_minor = _refund_share(original, done, req)
+    network_points = _network_refund_share(original, done, points, amount_minor)
     entry: ledger.EntryResult | None = None
     if points > 0:
         operation = "refund_earn" if original["kind"] == "purchase" else "refund_burn"
@@ -371,6 +405,22 @@ async def refund(
                 metadata={"partner_ref": req.partner_ref},
             )
         fresh(entry, req.partner_ref)
+    network_entry: ledger.EntryResult | None = None
+    if network_points > 0:
+        # The purchase's network campaign points go back to network:marketing, through a
+        # refund of its marketing-paid entry (spent points become points debt, as for the
+        # partner's share). Its own ledger key makes a retry a replay, never a second debit.
+        with ledger_call("refund_earn", req.partner_ref):
+            network_entry = await ledger.refund_earn(
+                conn,
+                idempotency_key=ledger_key(
+                    partner_id, req.partner_ref + NETWORK_CAMPAIGNS_REF_SUFFIX
+                ),
+                original_entry_id=original["network_entry_id"],
+                points=network_points,
+                metadata={"partner_ref": req.partner_ref, "paid_by": "network"},
+            )
+        fresh(network_entry, req.partner_ref)
     holder = shoppers.CardHolder(original["shopper_id"], original["card_number"])
     value_minor = None
     if original["kind"] != "purchase" and original["value_minor"] is not None:
@@ -390,10 +440,13 @@ async def refund(
         original_id=original["id"],
         ledger_entry_id=None if entry is None else entry.entry_id,
         idempotency_key=idempotency_key,
+        network_points=network_points,
+        network_entry_id=None if network_entry is None else network_entry.entry_id,
     )
+    last_entry = network_entry or entry
     balance = (
-        known(entry.balance_after)
-        if entry is not None
+        known(last_entry.balance_after)
+        if last_entry is not None
         else (await summary(conn, holder.shopper_id)).balance
     )
     return RefundResult(
@@ -402,6 +455,7 @@ async def refund(
         points_refunded=points,
         amount_minor=amount_minor,
         balance=balance,
+        network_points_refunded=network_points,
     )
 
 
@@ -540,6 +594,56 @@ def _refund_share(
     points_due = total_points * (done["amount_minor"] + amount) // original["amount_minor"]
     points = min(points_left, max(0, points_due - done["points"]))
     return points, amount
+
+
+def _network_refund_share(
+    original: asyncpg.Record, done: asyncpg.Record, points: int, amount_minor: int | None
+) -> int:
+    """The purchase's network campaign points this refund takes back: the same cumulative
+    share of them as of the purchase (by amount, or by the partner's points when refunded in
+    points), floored, so partial refunds add up to all of them exactly on the whole refund.
+    The referral bonus is never taken back: it rewards bringing the friend, not the basket
+    (and the referrer's half was earned by someone who is not refunding anything)."""
+    network_total = int(original["network_points"])
+    if original["kind"] != "purchase" or network_total == 0:
+        return 0
+    if amount_minor is not None:
+        refunded, whole = done["amount_minor"] + amount_minor, original["amount_minor"]
+    else:
+        refunded, whole = done["points"] + points, original["points"]
+    if whole <= 0:
+        return 0
+    taken = int(done["network_points"])
+    due = network_total * min(int(refunded), int(whole)) // int(whole)
+    return max(0, min(network_total - taken, due - taken))
+
+
+async def _record_event(
+    conn: Conn,
+    event_type: str,
+    *,
+    partner_id: int,
+    shopper_id: int,
+    transaction_id: str,
+    partner_ref: str,
+    points: int,
+    **extra: int | None,
+) -> None:
+    """An operation's event, to its partner, in the operation's transaction: ids, reference
+    and points only (no card number or personal data)."""
+    await outbox.record(
+        conn,
+        event_type,
+        partner_id=partner_id,
+        shopper_id=shopper_id,
+        payload={
+            "transaction_id": transaction_id,
+            "partner_ref": partner_ref,
+            "points": points,
+            "shopper_id": shopper_id,
+            **extra,
+        },
+    )
 
 
 # ---- plumbing --------------------------------------------------------------------------------

@@ -75,8 +75,8 @@ INSERT_TRANSACTION = """
 INSERT INTO partner_transactions (
     id, partner_id, partner_ref, kind, status, shopper_id, card_number, points, amount_minor,
     value_minor, pricing_version, original_id, ledger_entry_id, ledger_hold_id, expires_at,
-    idempotency_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    idempotency_key, network_points, network_entry_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 ON CONFLICT (partner_id, partner_ref) DO NOTHING
 RETURNING created_at
 """
@@ -84,7 +84,7 @@ RETURNING created_at
 _TRANSACTION_COLUMNS = """
 id, partner_id, partner_ref, kind, status, shopper_id, card_number, points, points_captured,
 amount_minor, value_minor, pricing_version, original_id, ledger_entry_id, ledger_hold_id,
-expires_at, created_at
+expires_at, created_at, network_points, network_entry_id
 """
 
 TRANSACTION = f"""
@@ -101,7 +101,8 @@ FOR UPDATE
 
 REFUNDED_SO_FAR = """
 SELECT coalesce(sum(points), 0)::bigint       AS points,
-       coalesce(sum(amount_minor), 0)::bigint AS amount_minor
+       coalesce(sum(amount_minor), 0)::bigint AS amount_minor,
+       coalesce(sum(network_points), 0)::bigint AS network_points
 FROM partner_transactions WHERE original_id = $1 AND kind = 'refund'
 """
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from contracts.settlement import (
     PERIODS_LIMIT_DEFAULT,
@@ -22,6 +22,8 @@ from contracts.settlement import (
     ReconciliationItem,
     ReconciliationReport,
     ResolveRequest,
+    SettlementCycle,
+    SettlementCycleUpdate,
     Statement,
     StatementTransition,
 )
@@ -35,6 +37,7 @@ JSON = "application/json"
 READERS = require_role(Role.FINANCE, Role.ADMIN, Role.AUDITOR)
 WRITERS = require_role(Role.FINANCE)
 CLOSERS = require_role(Role.FINANCE, Role.ADMIN)
+CONFIGURERS = require_role(Role.ADMIN)
 OPERATOR = {"operator": Provide(provide_operator)}
 
 
@@ -45,7 +48,7 @@ def _actor(operator: OperatorClaims) -> str:
 @post("/v1/operator/settlements", guards=[CLOSERS], dependencies=OPERATOR)
 async def close_period(
     request: Request[Any, Any, Any],
-    data: ClosePeriodRequest,
+    data: JSONBody[ClosePeriodRequest],
     operator: NamedDependency[OperatorClaims],
 ) -> Response[bytes]:
     period = await in_transaction(
@@ -56,6 +59,27 @@ async def close_period(
     )
     status = 201 if period.created else 200
     return Response(msgspec.json.encode(period), status_code=status, media_type=JSON)
+
+
+@get("/v1/operator/settlement-cycle", guards=[READERS])
+async def get_cycle(request: Request[Any, Any, Any]) -> SettlementCycle:
+    return await in_transaction(
+        request, lambda conn: settlement.get_cycle(conn, now=datetime.now(UTC))
+    )
+
+
+@put("/v1/operator/settlement-cycle", guards=[CONFIGURERS], dependencies=OPERATOR)
+async def set_cycle(
+    request: Request[Any, Any, Any],
+    data: JSONBody[SettlementCycleUpdate],
+    operator: NamedDependency[OperatorClaims],
+) -> SettlementCycle:
+    return await in_transaction(
+        request,
+        lambda conn: settlement.set_cycle(
+            conn, data, actor=_actor(operator), now=datetime.now(UTC)
+        ),
+    )
 
 
 @get("/v1/operator/settlements", guards=[READERS])
@@ -70,12 +94,12 @@ async def list_periods(
 
 
 @get("/v1/operator/settlements/{period_id:int}", guards=[READERS])
-async def get_period(request: Request[Any, Any, Any], period_id: int) -> Period:
+async def get_period(request: Request[Any, Any, Any], period_id: FromPath[int]) -> Period:
     return await in_transaction(request, lambda conn: settlement.get_period(conn, period_id))
 
 
 @get("/v1/operator/statements/{statement_id:int}", guards=[READERS])
-async def get_statement(request: Request[Any, Any, Any], statement_id: int) -> Statement:
+async def get_statement(request: Request[Any, Any, Any], statement_id: FromPath[int]) -> Statement:
     return await in_transaction(
         request, lambda conn: settlement.get_statement(conn, statement_id, partner_id=None)
     )
@@ -88,7 +112,9 @@ async def get_statement(request: Request[Any, Any, Any], statement_id: int) -> S
     status_code=200,
 )
 async def finalize_statement(
-    request: Request[Any, Any, Any], statement_id: int, operator: NamedDependency[OperatorClaims]
+    request: Request[Any, Any, Any],
+    statement_id: FromPath[int],
+    operator: NamedDependency[OperatorClaims],
 ) -> Statement:
     return await in_transaction(
         request,
@@ -104,8 +130,8 @@ async def finalize_statement(
 )
 async def dispute_statement(
     request: Request[Any, Any, Any],
-    statement_id: int,
-    data: StatementTransition,
+    statement_id: FromPath[int],
+    data: JSONBody[StatementTransition],
     operator: NamedDependency[OperatorClaims],
 ) -> Statement:
     return await in_transaction(
@@ -123,7 +149,9 @@ async def dispute_statement(
     status_code=200,
 )
 async def pay_statement(
-    request: Request[Any, Any, Any], statement_id: int, operator: NamedDependency[OperatorClaims]
+    request: Request[Any, Any, Any],
+    statement_id: FromPath[int],
+    operator: NamedDependency[OperatorClaims],
 ) -> Statement:
     return await in_transaction(
         request, lambda conn: settlement.mark_paid(conn, statement_id, actor=_actor(operator))
@@ -133,7 +161,7 @@ async def pay_statement(
 @get("/v1/operator/reconciliations/{reconciliation_id:int}", guards=[READERS])
 async def get_reconciliation(
     request: Request[Any, Any, Any],
-    reconciliation_id: int,
+    reconciliation_id: FromPath[int],
     cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
     limit: Annotated[
         int, Parameter(ge=1, le=RECONCILIATION_ITEMS_LIMIT_MAX)
@@ -155,9 +183,9 @@ async def get_reconciliation(
 )
 async def resolve_item(
     request: Request[Any, Any, Any],
-    reconciliation_id: int,
-    item_no: int,
-    data: ResolveRequest,
+    reconciliation_id: FromPath[int],
+    item_no: FromPath[int],
+    data: JSONBody[ResolveRequest],
     operator: NamedDependency[OperatorClaims],
 ) -> ReconciliationItem:
     return await in_transaction(
@@ -169,6 +197,8 @@ async def resolve_item(
 
 
 ROUTES = [
+    get_cycle,
+    set_cycle,
     close_period,
     list_periods,
     get_period,
