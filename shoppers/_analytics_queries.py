@@ -16,6 +16,11 @@ SELECT coalesce(extract(epoch FROM now() - (SELECT enqueued_at FROM aggregate_de
        (SELECT count(*) FROM (SELECT 1 FROM aggregate_delta LIMIT 1000000) queued) AS queued
 """
 
+# Erasure and merge (0075_aggregates_erasure_merge.sql): both wait for the folder's lock.
+AGGREGATES_ERASE = "SELECT shopper_aggregates_erase($1)"
+
+AGGREGATES_MERGE = "SELECT shopper_aggregates_merge($1, $2)"
+
 SHOPPER_STATS = """
 SELECT shopper_id, spend_minor, visits, first_purchase_at, last_purchase_at, points_earned,
        points_burned, partners_visited, favourite_partner_id, favourite_category

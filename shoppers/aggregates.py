@@ -3,6 +3,9 @@
 Triggers on partner_transactions and purchase_lines (0060_shopper_aggregates.sql) queue one
 delta row per change in the change's own transaction; `refresh_aggregates` folds the queue into
 per shopper, shopper x partner, shopper x partner x category and shopper x partner x month rows.
+Erasure deletes a shopper's rows and the folder drops its later deltas; a merge moves the
+absorbed shopper's rows into the survivor's and the folder credits its later deltas to the
+survivor (0075_aggregates_erasure_merge.sql).
 The purchase path is not touched, and the lag (age of the oldest unfolded delta) is exported as
 `coalition_aggregates_lag_seconds`.
 """
@@ -22,7 +25,9 @@ __all__ = [
     "FOLD_BATCHES_PER_RUN_MAX",
     "FOLD_BATCH_MAX",
     "ShopperStats",
+    "erase_shopper",
     "fold_once",
+    "merge_shopper",
     "refresh_aggregates",
     "shopper_stats",
 ]
@@ -77,6 +82,29 @@ async def refresh_aggregates(pool: Pool) -> int:
     AGGREGATES_LAG_SECONDS.set(float(row["lag_s"]))
     AGGREGATES_QUEUED.set(float(row["queued"]))
     return folded_total
+
+
+async def erase_shopper(conn: Conn, shopper_id: int) -> int:
+    """Delete every aggregate, score and segment row of an erased shopper, and its queued
+    deltas, in the caller's (erasure) transaction; returns the rows deleted.
+
+    Waits for a running fold (one bounded batch) so no fold can write the shopper back after
+    this; later folds drop the shopper's deltas because `shoppers.erased_at` is set."""
+    deleted: int = await conn.fetchval(q.AGGREGATES_ERASE, shopper_id, timeout=FOLD_TIMEOUT_S)
+    return deleted
+
+
+async def merge_shopper(conn: Conn, *, absorbed_id: int, survivor_id: int) -> int:
+    """Fold the absorbed shopper's aggregates into the survivor's in the caller's (merge)
+    transaction and delete the absorbed rows; returns the shopper x partner rows moved.
+
+    Waits for a running fold, like `erase_shopper`; later folds credit the absorbed shopper's
+    deltas to the survivor through `shoppers.merged_into_id`."""
+    assert absorbed_id != survivor_id, absorbed_id
+    moved: int = await conn.fetchval(
+        q.AGGREGATES_MERGE, absorbed_id, survivor_id, timeout=FOLD_TIMEOUT_S
+    )
+    return moved
 
 
 async def shopper_stats(conn: Conn, shopper_id: int) -> ShopperStats | None:

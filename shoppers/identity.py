@@ -4,7 +4,8 @@ card replacement and the merge of two shoppers found to be one person.
 Points belong to the shopper, not to a card: replacing a card keeps the shopper id and its
 ledger wallet, so the balance and every lot carry over untouched. A merge moves the absorbed
 shopper's lots to the survivor through the ledger (`transfer_all`, which keeps each lot's
-expiry) and its identifiers with them.
+expiry) and its identifiers with them, and folds its aggregated shopper data into the
+survivor's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from infra import outbox
 from infra.db import Conn
 from ledger import service as ledger
 from ledger.errors import LedgerError
-from shoppers import luhn, queries, tiers
+from shoppers import aggregates, luhn, queries, tiers
 from shoppers.errors import (
     CardNotBlocked,
     CardNumberInvalid,
@@ -267,7 +268,9 @@ async def merge_shoppers(
     now: datetime,
 ) -> Merge:
     """Two shoppers found to be one person: the survivor takes the absorbed one's lots (with
-    their expiry, through the ledger), cards, phone, QR tokens, consent and the better tier.
+    their expiry, through the ledger), cards, phone, QR tokens, consent, the better tier, and
+    its aggregated data (folded into the survivor's; its scores and segments are dropped and
+    the survivor's are recomputed at the next refresh).
 
     Refused while the absorbed shopper has open holds (the ledger's `holds_open`)."""
     if survivor_id == absorbed_id:
@@ -300,6 +303,7 @@ async def merge_shoppers(
     await conn.execute(queries.MOVE_IDENTIFIERS, absorbed_id, survivor_id)
     await conn.execute(queries.MOVE_CONSENT, absorbed_id, survivor_id)
     await conn.execute(queries.MARK_MERGED, absorbed_id, survivor_id)
+    await aggregates.merge_shopper(conn, absorbed_id=absorbed_id, survivor_id=survivor_id)
     tier = await tiers.adopt_better_tier(
         conn, survivor_id=survivor_id, absorbed_id=absorbed_id, now=now
     )

@@ -10,6 +10,11 @@
   from NULL pays, and concurrent purchases wait on its row lock and then find it set; the
   ledger entries carry idempotency keys derived from the referral as a second guard.
 - A refund of the qualifying purchase does not take the bonuses back.
+- Erasure (`forget`): the shopper's code is deleted, so it stops working and no longer leads
+  to them; referrals that named the shopper as referrer forget it (the friend still gets their
+  own bonus, the erased wallet gets none); an unrewarded referral of the shopper is deleted
+  (an erased shopper never purchases again). A rewarded referral of the shopper is kept: it is
+  the exactly-once record of bonuses the ledger paid, and names only pseudonymous ids.
 
 The SQL of this module lives here, beside it, because `shoppers/queries.py` belongs to the
 identity side of the room.
@@ -36,6 +41,7 @@ __all__ = [
     "ReferralNotAllowed",
     "Reward",
     "code_for",
+    "forget",
     "register",
     "reward_qualifying_purchase",
 ]
@@ -59,7 +65,9 @@ INSERT INTO referral_codes (shopper_id, code) VALUES ($1, $2) ON CONFLICT DO NOT
 RETURNING code
 """
 
-OWNER_OF_CODE = "SELECT shopper_id FROM referral_codes WHERE code = $1"
+# KEY SHARE until the referral is inserted: an erasure deleting the code waits for it, then
+# forgets the referrer in the new referral; or it went first and the code is unknown.
+OWNER_OF_CODE = "SELECT shopper_id FROM referral_codes WHERE code = $1 FOR KEY SHARE"
 
 LOCK_REGISTRATIONS = "SELECT pg_advisory_xact_lock($1)"
 
@@ -81,11 +89,25 @@ ON CONFLICT (referred_shopper_id) DO NOTHING
 RETURNING referred_shopper_id
 """
 
-# The exactly-once step: only the first qualifying purchase finds rewarded_at NULL.
+# The exactly-once step: only the first qualifying purchase finds rewarded_at NULL. A NULL
+# referrer was erased: the friend is still rewarded, the referrer is not.
 MARK_REWARDED = """
 UPDATE referrals SET rewarded_at = now(), qualifying_transaction_id = $2
 WHERE referred_shopper_id = $1 AND rewarded_at IS NULL
 RETURNING referrer_shopper_id
+"""
+
+# The erased shopper and the shoppers merged into it (the same person under older ids).
+_ERASED_IDS = "(SELECT $1::bigint UNION ALL SELECT id FROM shoppers WHERE merged_into_id = $1)"
+
+DELETE_CODE = f"DELETE FROM referral_codes WHERE shopper_id IN {_ERASED_IDS}"
+
+FORGET_REFERRER = f"""
+UPDATE referrals SET referrer_shopper_id = NULL WHERE referrer_shopper_id IN {_ERASED_IDS}
+"""
+
+DELETE_UNREWARDED_REFERRAL = f"""
+DELETE FROM referrals WHERE referred_shopper_id IN {_ERASED_IDS} AND rewarded_at IS NULL
 """
 
 
@@ -105,7 +127,7 @@ class ReferralNotAllowed(DomainError):
 
 @dataclass(frozen=True)
 class Reward:
-    referrer_shopper_id: int
+    referrer_shopper_id: int | None  # None: the referrer was erased and gets no bonus
     friend_points: int
     friend_balance_after: int
     referrer_points: int
@@ -158,9 +180,10 @@ async def reward_qualifying_purchase(
     """
     if amount_minor < QUALIFYING_PURCHASE_MINOR:
         return None
-    referrer: int | None = await conn.fetchval(MARK_REWARDED, shopper_id, transaction_id)
-    if referrer is None:
+    marked = await conn.fetchrow(MARK_REWARDED, shopper_id, transaction_id)
+    if marked is None:
         return None
+    referrer: int | None = marked["referrer_shopper_id"]
     metadata: dict[str, Any] = {"referral": shopper_id, "transaction_id": str(transaction_id)}
     friend = await _bonus(
         conn,
@@ -171,15 +194,18 @@ async def reward_qualifying_purchase(
         expires_at,
         metadata,
     )
-    await _bonus(
-        conn,
-        f"referral:{shopper_id}:referrer",
-        referrer,
-        REFERRER_BONUS_POINTS,
-        issue_price_micros,
-        expires_at,
-        metadata,
-    )
+    referrer_points = 0
+    if referrer is not None:
+        await _bonus(
+            conn,
+            f"referral:{shopper_id}:referrer",
+            referrer,
+            REFERRER_BONUS_POINTS,
+            issue_price_micros,
+            expires_at,
+            metadata,
+        )
+        referrer_points = REFERRER_BONUS_POINTS
     await outbox.record(
         conn,
         "referral.rewarded",
@@ -188,7 +214,7 @@ async def reward_qualifying_purchase(
             "referred_shopper_id": shopper_id,
             "referrer_shopper_id": referrer,
             "friend_points": FRIEND_BONUS_POINTS,
-            "referrer_points": REFERRER_BONUS_POINTS,
+            "referrer_points": referrer_points,
             "transaction_id": str(transaction_id),
         },
     )
@@ -197,8 +223,16 @@ async def reward_qualifying_purchase(
         referrer_shopper_id=referrer,
         friend_points=FRIEND_BONUS_POINTS,
         friend_balance_after=friend.balance_after,
-        referrer_points=REFERRER_BONUS_POINTS,
+        referrer_points=referrer_points,
     )
+
+
+async def forget(conn: Conn, shopper_id: int) -> None:
+    """Erasure's part: the shopper's code stops working and referrals stop naming them as
+    referrer; runs in the erasure's transaction."""
+    await conn.execute(DELETE_CODE, shopper_id)
+    await conn.execute(FORGET_REFERRER, shopper_id)
+    await conn.execute(DELETE_UNREWARDED_REFERRAL, shopper_id)
 
 
 async def _bonus(

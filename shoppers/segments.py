@@ -13,7 +13,10 @@ Segments (stable identifiers, checked by shopper_segments' CHECK):
 - affinity:<category>: a category with at least a quarter of the shopper's basket spend;
 - birthday_month: the shopper's birthday is in the current month (network time zone).
 Every segment except birthday_month is derived from behaviour across partners, so only shoppers
-who consented to data sharing get them.
+who consented to data sharing get them. Erased and absorbed (merged) shoppers get no score and no
+segment: erasure and merge delete theirs in their own transaction, and the refresh skips them. A
+refresh that is writing while an erasure commits can leave that shopper's rows until the next
+refresh, which removes every score and membership it did not recompute.
 """
 
 from __future__ import annotations
