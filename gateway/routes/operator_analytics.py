@@ -26,9 +26,9 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 GUARDS = [require_role(Role.ADMIN, Role.FINANCE, Role.AUDITOR)]
 
 T = TypeVar("T", bound=msgspec.Struct)
-From = Annotated[datetime | None, QueryParameter(query="from")]
-To = Annotated[datetime | None, QueryParameter(query="to")]
-Format = Annotated[Literal["json", "csv"] | None, QueryParameter(query="format")]
+From = Annotated[datetime | None, QueryParameter(name="from")]
+To = Annotated[datetime | None, QueryParameter(name="to")]
+Format = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
 
 
 def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromQuery
 
 from contracts.settlement import FinanceOverview, PartnerFlows
 from gateway.auth.operator import require_role
@@ -23,7 +24,9 @@ async def overview(request: Request[Any, Any, Any]) -> FinanceOverview:
 
 @get("/v1/operator/finance/partner-flows", guards=[READERS])
 async def partner_flows(
-    request: Request[Any, Any, Any], period_start: datetime, period_end: datetime
+    request: Request[Any, Any, Any],
+    period_start: FromQuery[datetime],
+    period_end: FromQuery[datetime],
 ) -> PartnerFlows:
     return await in_transaction(
         request,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from contracts.errors import ErrorCode
 from contracts.settlement import (
@@ -41,8 +41,8 @@ FORMAT_BY_MEDIA_TYPE: dict[str, reconciliation.Format] = {
 async def upload_reconciliation(
     request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
-    period_start: datetime,
-    period_end: datetime,
+    period_start: FromQuery[datetime],
+    period_end: FromQuery[datetime],
 ) -> Response[bytes]:
     media_type = request.content_type[0].lower()
     source_format = FORMAT_BY_MEDIA_TYPE.get(media_type)
@@ -71,11 +71,11 @@ async def upload_reconciliation(
 @get("/v1/reconciliations/{reconciliation_id:int}")
 async def get_reconciliation(
     request: Request[Any, Any, Any],
-    reconciliation_id: int,
+    reconciliation_id: FromPath[int],
     caller: NamedDependency[Caller],
-    cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
+    cursor: Annotated[str | None, QueryParameter(max_length=CURSOR_CHARS_MAX)] = None,
     limit: Annotated[
-        int, Parameter(ge=1, le=RECONCILIATION_ITEMS_LIMIT_MAX)
+        int, QueryParameter(ge=1, le=RECONCILIATION_ITEMS_LIMIT_MAX)
     ] = RECONCILIATION_ITEMS_LIMIT_DEFAULT,
 ) -> ReconciliationReport:
     return await in_transaction(

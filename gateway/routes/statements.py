@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from contracts.settlement import STATEMENTS_LIMIT_DEFAULT, STATEMENTS_LIMIT_MAX
 from gateway.auth.signatures import Caller
@@ -19,7 +19,7 @@ CURSOR_CHARS_MAX = 512
 CSV = "text/csv"
 JSON = "application/json"
 
-Format = Annotated[Literal["json", "csv"] | None, Parameter(query="format")]
+Format = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
 
 
 def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
@@ -31,7 +31,7 @@ def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
 @get("/v1/statements/{statement_id:int}")
 async def get_statement(
     request: Request[Any, Any, Any],
-    statement_id: int,
+    statement_id: FromPath[int],
     caller: NamedDependency[Caller],
     fmt: Format = None,
 ) -> Response[bytes]:
@@ -48,8 +48,8 @@ async def get_statement(
 async def list_statements(
     request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
-    cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=STATEMENTS_LIMIT_MAX)] = STATEMENTS_LIMIT_DEFAULT,
+    cursor: Annotated[str | None, QueryParameter(max_length=CURSOR_CHARS_MAX)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=STATEMENTS_LIMIT_MAX)] = STATEMENTS_LIMIT_DEFAULT,
     fmt: Format = None,
 ) -> Response[bytes]:
     page = await in_transaction(
