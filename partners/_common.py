@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from infra.db import Conn
 from ledger import service as ledger
@@ -72,8 +72,14 @@ def atomic(
     return run
 
 
-def ledger_key(partner_id: int, reference: str) -> str:
-    return f"partner:{partner_id}:{reference}"
+LedgerKeyPart = Literal["ref", "network", "hold-settle"]
+
+
+def ledger_key(partner_id: int, reference: str, *, part: LedgerKeyPart = "ref") -> str:
+    """`partner:{id}:{part}:{reference}`. A partner_ref is printable ASCII and may contain
+    ':', so it always comes last, after a part naming what the key is for: keys of different
+    parts (a purchase, its network-paid entry, a hold's settlement) can never collide."""
+    return f"partner:{partner_id}:{part}:{reference}"
 
 
 def fresh(entry: ledger.EntryResult, partner_ref: str) -> None:

@@ -112,8 +112,6 @@ __all__ = [
     "void_hold",
 ]
 
-NETWORK_CAMPAIGNS_REF_SUFFIX = ":network"  # the ledger key of a purchase's network-paid entry
-
 
 # ---- partner operations ----------------------------------------------------------------------
 
@@ -172,9 +170,7 @@ async def purchase(
         with ledger_call("goodwill", req.partner_ref):
             entry = await ledger.goodwill(
                 conn,
-                idempotency_key=ledger_key(
-                    partner_id, req.partner_ref + NETWORK_CAMPAIGNS_REF_SUFFIX
-                ),
+                idempotency_key=ledger_key(partner_id, req.partner_ref, part="network"),
                 shopper_id=holder.shopper_id,
                 partner_id=None,
                 points=network_points,
@@ -346,7 +342,7 @@ async def capture_hold(
     with ledger_call("capture"):
         entry = await ledger.capture(
             conn,
-            idempotency_key=ledger_key(partner_id, f"hold:{row['id']}:settle"),
+            idempotency_key=ledger_key(partner_id, str(row["id"]), part="hold-settle"),
             hold_id=row["ledger_hold_id"],
             points=points,
             redemption_price_micros=pricing.redemption_price_micros,
@@ -364,7 +360,7 @@ async def void_hold(conn: Conn, partner_id: int, hold_id: str) -> HoldResult:
     with ledger_call("void"):
         entry = await ledger.void(
             conn,
-            idempotency_key=ledger_key(partner_id, f"hold:{row['id']}:settle"),
+            idempotency_key=ledger_key(partner_id, str(row["id"]), part="hold-settle"),
             hold_id=row["ledger_hold_id"],
             metadata={"partner_ref": row["partner_ref"]},
         )
@@ -413,9 +409,7 @@ async def refund(
         with ledger_call("refund_earn", req.partner_ref):
             network_entry = await ledger.refund_earn(
                 conn,
-                idempotency_key=ledger_key(
-                    partner_id, req.partner_ref + NETWORK_CAMPAIGNS_REF_SUFFIX
-                ),
+                idempotency_key=ledger_key(partner_id, req.partner_ref, part="network"),
                 original_entry_id=original["network_entry_id"],
                 points=network_points,
                 metadata={"partner_ref": req.partner_ref, "paid_by": "network"},
