@@ -1,43 +1,41 @@
-"""The gateway's own SQL: nonces, rate-limit windows, idempotency records."""
+"""The gateway's own SQL: admission (nonce, rate limit, idempotency claim), records, pruning.
 
-# No row back means the (key, nonce) pair was seen before.
-REMEMBER_NONCE = """
-INSERT INTO signature_nonces (key_id, nonce) VALUES ($1, $2)
-ON CONFLICT (key_id, nonce) DO NOTHING
-RETURNING true
+Every text here is a constant, so asyncpg prepares each statement once per connection.
 """
 
-PRUNE_NONCES = """
-DELETE FROM signature_nonces WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM signature_nonces
-    WHERE seen_at < now() - make_interval(secs => $1)
-    LIMIT $2))
+# One round trip admits a signed call (infra/migrations/0080_gateway_admission.sql):
+# ($1 key_id, $2 nonce, $3 limit_per_s, $4 window_s, $5 process, $6 local_requests,
+#  $7 partner_id, $8 idempotency_key).
+ADMIT = """
+SELECT nonce_fresh, requests, locked, request_sha256, response_status, response_body
+FROM gateway_admit($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
-# One row per key and second; the upsert is atomic, so every process counts the same window.
-COUNT_REQUEST = """
-INSERT INTO rate_limit_windows (key_id, window_s, requests) VALUES ($1, $2, 1)
-ON CONFLICT (key_id, window_s) DO UPDATE SET requests = rate_limit_windows.requests + 1
-RETURNING requests
-"""
-
-PRUNE_RATE_WINDOWS = """
-DELETE FROM rate_limit_windows WHERE key_id = $1 AND window_s < $2
-"""
-
-# A transaction-scoped advisory lock per (partner, key): a second call with the same key while
-# the first runs fails to take it and answers 409 instead of waiting.
-LOCK_IDEMPOTENCY_KEY = """
-SELECT pg_try_advisory_xact_lock(hashtextextended($1::bigint::text || ':' || $2, 0))
-"""
-
-IDEMPOTENCY_RECORD = """
-SELECT request_sha256, response_status, response_body
-FROM idempotency_records WHERE partner_id = $1 AND idempotency_key = $2
-"""
+# The effect runs after this savepoint: a failing effect is rolled back to it and the
+# admission (nonce, counted request) still commits, so replay protection does not depend on
+# the outcome. One round trip with no server work; no RELEASE (COMMIT releases it).
+SAVEPOINT_EFFECT = "SAVEPOINT gateway_effect"
+ROLLBACK_TO_EFFECT = "ROLLBACK TO SAVEPOINT gateway_effect"
 
 INSERT_IDEMPOTENCY_RECORD = """
 INSERT INTO idempotency_records
     (partner_id, idempotency_key, request_sha256, response_status, response_body)
 VALUES ($1, $2, $3, $4, $5)
+"""
+
+# Housekeeping, off the request path (a background task, at most once per interval per
+# process); SKIP LOCKED so that processes pruning at the same time never wait on each other.
+PRUNE_NONCES = """
+DELETE FROM signature_nonces WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM signature_nonces
+    WHERE seen_at < now() - make_interval(secs => $1)
+    LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+
+# Rows of backends that exited (each backend clears its own past windows as it goes).
+PRUNE_RATE_SHARDS = """
+DELETE FROM rate_limit_shards WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM rate_limit_shards
+    WHERE window_s < $1
+    LIMIT $2 FOR UPDATE SKIP LOCKED))
 """

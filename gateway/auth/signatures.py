@@ -8,9 +8,13 @@ The request path of a signed call (a guard, so it runs before the body is parsed
 3. the key: known -> key_unknown, not revoked                    -> key_revoked
 4. the signature itself over the signature base (the library)  -> signature_invalid
 5. Content-Digest against the raw body bytes                    -> digest_mismatch
-6. the nonce, remembered per key in PostgreSQL for the window   -> nonce_reused
-7. the per-key rate limit (gateway/rate_limit.py)               -> 429 rate_limited
-8. POST needs an Idempotency-Key                                -> idempotency_key_required
+6. POST needs an Idempotency-Key                                -> idempotency_key_required
+7. the nonce, remembered per key in PostgreSQL for the window   -> nonce_reused
+8. the per-key rate limit                                       -> 429 rate_limited
+
+Steps 1-6 touch no database (the key comes from a per-process cache, at most
+KEY_CACHE_TTL_S old: gateway/partner_state.py). Steps 7-8 are one statement run as the first of
+the call's own transaction (gateway/rate_limit.py), whose refusals win over step 6's.
 
 Every refusal is a 401 problem with its code, counted in SIGNATURE_FAILURES. Secrets are never
 logged: only key ids and codes are.
@@ -18,12 +22,13 @@ logged: only key ids and codes are.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import http_sf
@@ -42,13 +47,13 @@ from contracts.errors import ErrorCode
 from contracts.signing import ALGORITHM_ID, CREATED_SKEW_S_MAX, secret_bytes
 from gateway import metrics, queries, rate_limit
 from gateway.errors import ApiError
-from gateway.partner_state import PartnerGateway
+from gateway.partner_state import OpenedKey, PartnerGateway
 from gateway.state import AppState
 from partners import operations
 
 log = logging.getLogger(__name__)
 
-CHALLENGE = {"WWW-Authenticate": 'Signature realm="coalition-partner"'}
+CHALLENGE = rate_limit.CHALLENGE
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
 DIGEST_COMPONENT = "content-digest"
 SIGNATURE_HEADER_BYTES_MAX = 4_096
@@ -61,6 +66,7 @@ CALLER_STATE_KEY = "partner_caller"
 NONCE_RETENTION_S = 2 * CREATED_SKEW_S_MAX
 NONCE_PRUNE_INTERVAL_S = 10.0
 NONCE_PRUNE_BATCH_MAX = 10_000
+RATE_SHARD_RETENTION_S = 60  # rate-limit rows older than this many seconds are dropped
 
 
 @dataclass(frozen=True)
@@ -81,18 +87,25 @@ class _Refused(Exception):
 
 @dataclass
 class _Headers:
-    """The raw header lines of the request, as the verifier reads them."""
+    """The raw header lines of the request, as the verifier reads them (decoded once: the
+    library asks for them several times per call)."""
 
     raw: Iterable[tuple[bytes, bytes]]
+    _decoded: list[tuple[str, str]] = field(init=False)
+    _names_lower: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.raw]
+        self._names_lower = frozenset(name.lower() for name, _ in self._decoded)
 
     def items(self) -> Iterable[tuple[str, str]]:
-        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw]
+        return self._decoded
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for name, _ in self.items()))
+        return iter(dict.fromkeys(name for name, _ in self._decoded))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(n.lower() == name.lower() for n, _ in self.items())
+        return isinstance(name, str) and name.lower() in self._names_lower
 
 
 @dataclass
@@ -159,7 +172,8 @@ def _check_created(created_s: int, now_s: float) -> None:
         )
 
 
-def _verify_signature(request: Request[Any, Any, Any], secret: str, key_id: str) -> None:
+def _verifier(key_id: str, secret: str) -> HTTPMessageVerifier:
+    """Built once per key row read (cached with it), not once per call."""
     verifier = HTTPMessageVerifier(
         signature_algorithm=algorithms.HMAC_SHA256,
         key_resolver=MappingKeyResolver(
@@ -168,6 +182,10 @@ def _verify_signature(request: Request[Any, Any, Any], secret: str, key_id: str)
     )
     # The window was checked already; these make the library agree with it, not stricter.
     verifier.max_clock_skew = datetime.timedelta(seconds=CREATED_SKEW_S_MAX)
+    return verifier
+
+
+def _verify_signature(request: Request[Any, Any, Any], verifier: HTTPMessageVerifier) -> None:
     message = _Message(
         method=request.method.upper(),
         url=str(request.url),
@@ -197,6 +215,46 @@ def _check_digest(request: Request[Any, Any, Any], parsed: _SignatureInput, body
         ) from None
 
 
+async def _opened_key(
+    app_state: AppState, gateway: PartnerGateway, key_id: str
+) -> OpenedKey | None:
+    """The key from this process's cache (at most KEY_CACHE_TTL_S old), else from the row."""
+    opened = gateway.keys.get(key_id)
+    if opened is not None:
+        return opened
+    read_at_s = gateway.keys.clock()
+    async with app_state.require_pool().acquire() as conn:
+        key = await operations.key_for_signature(conn, gateway.keybox, key_id)
+    if key is None:
+        return None
+    opened = OpenedKey(key=key, verifier=_verifier(key.key_id, key.secret))
+    gateway.keys.put(key_id, opened, read_at_s=read_at_s)
+    return opened
+
+
+async def _prune(app_state: AppState, now_s: float) -> None:
+    """Forget expired nonces and old rate-limit rows, off the request path."""
+    try:
+        async with app_state.require_pool().acquire() as conn:
+            await conn.execute(
+                queries.PRUNE_NONCES, float(NONCE_RETENTION_S), NONCE_PRUNE_BATCH_MAX
+            )
+            await conn.execute(
+                queries.PRUNE_RATE_SHARDS,
+                int(now_s) - RATE_SHARD_RETENTION_S,
+                NONCE_PRUNE_BATCH_MAX,
+            )
+    except Exception:  # housekeeping: the next interval tries again
+        log.exception("pruning nonces and rate-limit rows failed")
+
+
+def _schedule_prune(app_state: AppState, gateway: PartnerGateway, now_s: float) -> None:
+    if gateway.prune_task is not None and not gateway.prune_task.done():
+        return
+    if gateway.prune_due(now_s, NONCE_PRUNE_INTERVAL_S):
+        gateway.prune_task = asyncio.create_task(_prune(app_state, now_s))
+
+
 async def _authenticate(request: Request[Any, Any, Any]) -> Caller:
     app_state: AppState = request.app.state.app
     gateway: PartnerGateway = request.app.state.partner_gateway
@@ -204,31 +262,29 @@ async def _authenticate(request: Request[Any, Any, Any]) -> Caller:
     now_s = time.time()
     _check_created(parsed.created_s, now_s)
     body = await request.body()  # the raw bytes, read before anything parses them
-    pool = app_state.require_pool()
-    async with pool.acquire() as conn:
-        key = await operations.key_for_signature(conn, gateway.keybox, parsed.key_id)
-        if key is None:
-            raise _Refused(ErrorCode.KEY_UNKNOWN, "the keyid names no key")
-        if key.revoked:
-            raise _Refused(ErrorCode.KEY_REVOKED, "the key was revoked")
-        _verify_signature(request, key.secret, key.key_id)
-        _check_digest(request, parsed, body)
-        if not await conn.fetchval(queries.REMEMBER_NONCE, key.key_id, parsed.nonce):
-            raise _Refused(ErrorCode.NONCE_REUSED, "this nonce was already used with this key")
-        if gateway.prune_due(now_s, NONCE_PRUNE_INTERVAL_S):
-            await conn.execute(
-                queries.PRUNE_NONCES, float(NONCE_RETENTION_S), NONCE_PRUNE_BATCH_MAX
-            )
-        decision = await rate_limit.admit(conn, key.key_id, key.rate_limit_per_s, now_s)
-    request.scope.setdefault("state", {})[rate_limit.STATE_KEY] = decision
-    if not decision.allowed:
-        metrics.RATE_LIMITED.labels(key.partner_slug).inc()
-        raise ApiError(
-            429,
-            ErrorCode.RATE_LIMITED,
-            f"more than {decision.limit} requests per second with this key",
-            headers=decision.headers(),
-        )
+    opened = await _opened_key(app_state, gateway, parsed.key_id)
+    if opened is None:
+        raise _Refused(ErrorCode.KEY_UNKNOWN, "the keyid names no key")
+    key = opened.key
+    if key.revoked:
+        raise _Refused(ErrorCode.KEY_REVOKED, "the key was revoked")
+    _verify_signature(request, opened.verifier)
+    _check_digest(request, parsed, body)
+    # Verified, and nothing written yet: the nonce and the rate limit are settled by the
+    # first statement of the call's own transaction (gateway/rate_limit.py).
+    rate_limit.defer(
+        request.scope,
+        rate_limit.Admission(
+            key_id=key.key_id,
+            partner_slug=key.partner_slug,
+            nonce=parsed.nonce,
+            limit_per_s=key.rate_limit_per_s,
+            now_s=now_s,
+            local_requests=gateway.calls.count(key.key_id, now_s),
+            counts=gateway.calls,
+        ),
+    )
+    _schedule_prune(app_state, gateway, now_s)
     idempotency_key = _header(request, IDEMPOTENCY_HEADER)
     if request.method == "POST":
         if idempotency_key is None:

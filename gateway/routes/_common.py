@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from litestar import Request
 
+from gateway import queries, rate_limit
 from gateway.state import AppState
 from infra.db import Conn
 
@@ -14,7 +15,30 @@ T = TypeVar("T")
 
 
 async def in_transaction(request: Request[Any, Any, Any], fn: Callable[[Conn], Awaitable[T]]) -> T:
-    """Run one service call in its own transaction (reads get a consistent snapshot too)."""
+    """Run one service call in its own transaction (reads get a consistent snapshot too).
+
+    A signed partner call not admitted yet is admitted by the transaction's first statement
+    (nonce and rate limit, gateway/rate_limit.py), and the call runs after a savepoint: a
+    failing call is rolled back to it and the admission still commits. One checkout, one commit.
+    """
     app_state: AppState = request.app.state.app
+    admission = rate_limit.take_pending(request.scope)
     async with app_state.require_pool().acquire() as conn, conn.transaction():
-        return await fn(conn)
+        if admission is None:
+            return await fn(conn)
+        row = await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(admission, None, None))
+        assert row is not None, "gateway_admit returns one row"
+        refusal = rate_limit.judge(request.scope, admission, row)
+        failure: Exception | None = None
+        if refusal is None:
+            await conn.execute(queries.SAVEPOINT_EFFECT)
+            try:
+                result = await fn(conn)
+            except Exception as exc:
+                await conn.execute(queries.ROLLBACK_TO_EFFECT)
+                failure = exc
+    if refusal is not None:
+        raise refusal
+    if failure is not None:
+        raise failure
+    return result

@@ -52,10 +52,14 @@ async def revoke_key(
     key_id: FromPath[str],
     operator: NamedDependency[OperatorClaims],
 ) -> ApiKey:
-    return await in_transaction(
+    revoked = await in_transaction(
         request,
         lambda conn: operations.revoke_api_key(conn, partner_id, key_id, operator=operator.subject),
     )
+    # This process refuses the key at once; other processes within the key cache's TTL.
+    gateway: PartnerGateway = request.app.state.partner_gateway
+    gateway.keys.forget(key_id)
+    return revoked
 
 
 ROUTES = [create_key, revoke_key]
