@@ -73,6 +73,8 @@ class ErrorCode(StrEnum):
     POINTS_LIFETIME_INVALID = "points_lifetime_invalid"
     # personalization and analytics (issue 8)
     ANALYTICS_PERIOD_INVALID = "analytics_period_invalid"
+    # purchase batches (issue 7)
+    BATCH_TOO_LARGE = "batch_too_large"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

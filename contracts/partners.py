@@ -247,6 +247,49 @@ class Quote(_Response):
     breakdown: list[BreakdownItem] = msgspec.field(default_factory=list)
 
 
+# ---- purchase batches (end-of-day files from offline stores) ---------------------------------
+
+MAX_BATCH_ITEMS = 1_000  # purchases per batch call; more answers `batch_too_large`
+
+
+class PurchaseBatchRequest(_Request):
+    """Up to MAX_BATCH_ITEMS purchases, each with its own `partner_ref`, posted item by item:
+    a refused item never fails its neighbours. The count is checked by the service (which
+    answers `batch_too_large`); the body size is bounded by the route."""
+
+    items: Annotated[list[PurchaseRequest], msgspec.Meta(min_length=1)]
+
+
+BatchItemStatus = Literal["created", "rejected", "duplicate"]
+
+
+class BatchItemError(_Response):
+    code: str
+    detail: str
+
+
+class BatchItemResult(_Response, omit_defaults=True):
+    """One item's outcome, in request order. `created`: posted now (`transaction_id`,
+    `points_earned`, `breakdown`); `duplicate`: its `partner_ref` already names this purchase
+    (same card and amount), recorded by an earlier call or item (`transaction_id` of that
+    original, nothing posted); `rejected`: nothing posted (`error`)."""
+
+    index: int
+    partner_ref: str
+    status: BatchItemStatus
+    transaction_id: str | None = None
+    points_earned: int | None = None
+    breakdown: list[BreakdownItem] | None = None
+    error: BatchItemError | None = None
+
+
+class PurchaseBatchResult(_Response):
+    results: list[BatchItemResult]
+    created: int
+    rejected: int
+    duplicate: int
+
+
 # ---- earn rules ------------------------------------------------------------------------------
 
 Category = Label

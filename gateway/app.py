@@ -33,6 +33,7 @@ from gateway.routes import (
     operator_shoppers,
     partners,
     profile,
+    purchase_batches,
     purchases,
     quotes,
     reconciliations,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             *shoppers.ROUTES,
             *purchases.ROUTES,
+            *purchase_batches.ROUTES,
             *redemptions.ROUTES,
             *holds.ROUTES,
             *refunds.ROUTES,

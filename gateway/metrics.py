@@ -12,6 +12,7 @@ from prometheus_client import Counter
 from partners.telemetry import LEDGER_OPERATION_SECONDS
 
 __all__ = [
+    "BATCH_ITEMS",
     "IDEMPOTENT_REPLAYS",
     "LEDGER_OPERATION_SECONDS",
     "POINTS_EARNED",
@@ -38,4 +39,9 @@ RATE_LIMITED = Counter(
 )
 IDEMPOTENT_REPLAYS = Counter(
     "coalition_idempotent_replays", "Stored responses replayed for a repeated Idempotency-Key"
+)
+BATCH_ITEMS = Counter(
+    "coalition_batch_items",
+    "Purchase batch items answered by committed batch calls, by outcome",
+    ["status"],
 )

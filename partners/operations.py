@@ -62,6 +62,7 @@ from partners._common import (
     ref_free,
     summary,
 )
+from partners.batch import purchase_batch
 from partners.errors import (
     CurrencyUnsupported,
     CursorInvalid,
@@ -103,6 +104,7 @@ __all__ = [
     "list_transactions",
     "offers_for_shopper",
     "purchase",
+    "purchase_batch",
     "quote",
     "redeem",
     "refund",

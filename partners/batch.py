@@ -1,0 +1,171 @@
+"""Purchase batches: a partner's end-of-day file from offline stores, posted item by item.
+
+The whole call runs in the caller's transaction (the gateway's idempotency transaction), and
+each item in its own SAVEPOINT around `operations.purchase`. The ledger operations open no
+savepoint of their own and a domain error aborts the enclosing transaction, so without one
+per item a single unknown card would fail every neighbour. A rolled-back savepoint leaves
+nothing of its item (no entry, no lot, no record, no campaign award, no event).
+
+Each item's `partner_ref` is its own idempotency scope in the ledger, exactly as for a
+single purchase (`_common.ledger_key`): a batch item and a single purchase with the same ref
+conflict. An item whose ref already names the same purchase (same card and amount), recorded
+by an earlier call or an earlier item of this batch, answers `duplicate` with the original
+transaction id and posts nothing, so re-uploading a file is safe. A ref recorded for anything
+else (another card or amount, a redemption, a refund) is `rejected` with
+`partner_ref_conflict`: answering `duplicate` there would hide a real mistake.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from contracts.errors import DomainError, ErrorCode
+from contracts.partners import (
+    MAX_BATCH_ITEMS,
+    BatchItemError,
+    BatchItemResult,
+    PurchaseBatchRequest,
+    PurchaseBatchResult,
+    PurchaseRequest,
+)
+from infra.db import Conn
+from partners._common import atomic
+from partners.errors import PartnerRefConflict
+
+# One savepoint per item, by statement rather than asyncpg's nested `conn.transaction()`, so
+# it works however the caller opened its transaction (an asyncpg block or a plain BEGIN).
+SAVEPOINT_ITEM = "SAVEPOINT batch_item"
+ROLLBACK_ITEM = "ROLLBACK TO SAVEPOINT batch_item; RELEASE SAVEPOINT batch_item"  # one trip
+RELEASE_ITEM = "RELEASE SAVEPOINT batch_item"
+
+# What a batch needs to tell a re-uploaded item from a conflicting one. (Kept beside its only
+# caller; partners/queries.py is the room's SQL file and may take it over.)
+RECORDED_BY_REFS = """
+SELECT partner_ref, id, kind, card_number, amount_minor
+FROM partner_transactions
+WHERE partner_id = $1 AND partner_ref = ANY($2::text[])
+"""
+
+
+class BatchTooLarge(DomainError):
+    code = ErrorCode.BATCH_TOO_LARGE
+
+    def __init__(self, items: int) -> None:
+        self.items = items
+        super().__init__(
+            f"a batch holds at most {MAX_BATCH_ITEMS} purchases, this one has {items}: "
+            "split the file"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"items": self.items, "items_max": MAX_BATCH_ITEMS}
+
+
+@atomic
+async def purchase_batch(
+    conn: Conn, partner_id: int, req: PurchaseBatchRequest, *, idempotency_key: str
+) -> PurchaseBatchResult:
+    """Post every item that can be posted; answer each item's outcome in request order."""
+    # Late import: partners.operations exports this function, so it imports this module.
+    from partners.operations import purchase
+
+    if len(req.items) > MAX_BATCH_ITEMS:
+        raise BatchTooLarge(len(req.items))
+    assert conn.is_in_transaction(), "each item's savepoint needs the batch's transaction"
+    recorded = {
+        row["partner_ref"]: row
+        for row in await conn.fetch(
+            RECORDED_BY_REFS, partner_id, [item.partner_ref for item in req.items]
+        )
+    }
+    answered: dict[int, BatchItemResult] = {}
+    for index in _lock_order(req.items):
+        item = req.items[index]
+        original = recorded.get(item.partner_ref)
+        if original is not None:
+            answered[index] = _already_recorded(index, item, original)
+            continue
+        await conn.execute(SAVEPOINT_ITEM)
+        try:
+            created = await purchase(conn, partner_id, item, idempotency_key=idempotency_key)
+        except DomainError as exc:
+            # This item, and nothing else: the batch's transaction goes on without it.
+            await conn.execute(ROLLBACK_ITEM)
+            answered[index] = await _refused(conn, partner_id, index, item, exc, recorded)
+            continue
+        # Any other exception is a fault, not a refusal: it aborts the whole call (nothing is
+        # stored, so the partner's retry with the same Idempotency-Key runs it again).
+        await conn.execute(RELEASE_ITEM)
+        answered[index] = BatchItemResult(
+            index=index,
+            partner_ref=item.partner_ref,
+            status="created",
+            transaction_id=created.transaction_id,
+            points_earned=created.points_earned,
+            breakdown=created.breakdown,
+        )
+    assert len(answered) == len(req.items), "every item gets exactly one answer"
+    results = [answered[index] for index in range(len(req.items))]
+    return PurchaseBatchResult(
+        results=results,
+        created=sum(result.status == "created" for result in results),
+        rejected=sum(result.status == "rejected" for result in results),
+        duplicate=sum(result.status == "duplicate" for result in results),
+    )
+
+
+def _lock_order(items: list[PurchaseRequest]) -> list[int]:
+    """Item indexes by card number, file order within a card. Every item locks its shopper's
+    wallet (and tier) until the batch commits; concurrent batches that share shoppers (cards
+    are network-wide) would deadlock if each took them in its own file order, so all take
+    them in one order. A shopper's own items keep their file order (tier progress follows
+    the file). An item repeating an earlier item's `partner_ref` goes last, so the file's
+    first use of a ref is the one posted. Answers are returned in request order."""
+    first_of_ref: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_of_ref.setdefault(item.partner_ref, index)
+    firsts = [index for index, item in enumerate(items) if first_of_ref[item.partner_ref] == index]
+    repeats = [index for index, item in enumerate(items) if first_of_ref[item.partner_ref] != index]
+    return sorted(firsts, key=lambda index: (items[index].card_number, index)) + repeats
+
+
+async def _refused(
+    conn: Conn,
+    partner_id: int,
+    index: int,
+    item: PurchaseRequest,
+    exc: DomainError,
+    recorded: dict[str, asyncpg.Record],
+) -> BatchItemResult:
+    if isinstance(exc, PartnerRefConflict):
+        # Committed by a concurrent call after the look-up above, or by an earlier item of
+        # this batch: the item's savepoint is gone, so the record is readable again.
+        row = await conn.fetchrow(RECORDED_BY_REFS, partner_id, [item.partner_ref])
+        if row is not None:
+            recorded[item.partner_ref] = row
+            return _already_recorded(index, item, row)
+    return _rejected(index, item, exc)
+
+
+def _already_recorded(index: int, item: PurchaseRequest, row: asyncpg.Record) -> BatchItemResult:
+    same_purchase = (
+        row["kind"] == "purchase"
+        and row["card_number"] == item.card_number
+        and row["amount_minor"] == item.amount_minor
+    )
+    if not same_purchase:
+        return _rejected(index, item, PartnerRefConflict(item.partner_ref))
+    return BatchItemResult(
+        index=index, partner_ref=item.partner_ref, status="duplicate", transaction_id=str(row["id"])
+    )
+
+
+def _rejected(index: int, item: PurchaseRequest, exc: DomainError) -> BatchItemResult:
+    return BatchItemResult(
+        index=index,
+        partner_ref=item.partner_ref,
+        status="rejected",
+        error=BatchItemError(code=str(exc.code), detail=str(exc)),
+    )
