@@ -16,7 +16,8 @@ from ledger import _chain
 
 # Problems reported per check at most: enough to act on, bounded when everything is broken.
 PROBLEMS_PER_CHECK_MAX = 100
-BLOCKS_PER_PAGE = 200
+# Each page holds its blocks' entries and postings in memory (~10,000 entries at 20 blocks).
+BLOCKS_PER_PAGE = 20
 
 # The triggers that keep the journal append-only and balanced (invariants 1 and 6).
 GUARD_TRIGGERS = {
