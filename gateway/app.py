@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.di import Provide
@@ -76,7 +76,42 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings=settings, signing_key=signing_key, verification_keys={signing_key.kid: signing_key}
     )
     partner_gateway = PartnerGateway(keybox.load_or_create(settings.data_dir, settings.master_key))
-    database_url = settings.database_url
+    prometheus = _prometheus_config()
+    return Litestar(
+        route_handlers=[
+            *health.ROUTES,
+            *operator_session.ROUTES,
+            *partners.ROUTES,
+            *keys.ROUTES,
+            *operator_settlements.ROUTES,
+            *operator_finance.ROUTES,
+            *operator_shoppers.ROUTES,
+            *operator_campaigns.ROUTES,
+            *operator_analytics.ROUTES,
+            *operator_program.ROUTES,
+            *me.ROUTES,
+            _partner_api(),
+            MetricsController,
+        ],
+        middleware=[request_id_middleware, prometheus.middleware],
+        plugins=[errors.plugin()],
+        before_send=[before_send, rate_limit.before_send],
+        lifespan=[_lifespan(state, settings, settings.database_url)],
+        openapi_config=_openapi_config(),
+        request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        debug=settings.debug,
+        logging_config=None,
+        on_startup=[
+            lambda app: setattr(app.state, "app", state),
+            lambda app: setattr(app.state, "partner_gateway", partner_gateway),
+        ],
+    )
+
+
+def _lifespan(
+    state: AppState, settings: Settings, database_url: str
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The pool and the periodic jobs, for as long as the app serves."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -91,11 +126,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await scheduler.stop()
             await state.pool.close()
 
-    prometheus = PrometheusConfig(
-        app_name="coalition", prefix="coalition", group_path=True, exclude=["/metrics"]
-    )
+    return lifespan
+
+
+def _partner_api() -> Router:
     # Signed partner calls: the guard authenticates against the raw body before parsing.
-    partner_api = Router(
+    return Router(
         path="/",
         route_handlers=[
             *shoppers.ROUTES,
@@ -119,37 +155,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=PARTNER_BODY_BYTES_MAX,
         tags=["partner"],
     )
-    return Litestar(
-        route_handlers=[
-            *health.ROUTES,
-            *operator_session.ROUTES,
-            *partners.ROUTES,
-            *keys.ROUTES,
-            *operator_settlements.ROUTES,
-            *operator_finance.ROUTES,
-            *operator_shoppers.ROUTES,
-            *operator_campaigns.ROUTES,
-            *operator_analytics.ROUTES,
-            *operator_program.ROUTES,
-            *me.ROUTES,
-            partner_api,
-            MetricsController,
-        ],
-        middleware=[request_id_middleware, prometheus.middleware],
-        plugins=[errors.plugin()],
-        before_send=[before_send, rate_limit.before_send],
-        lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(
-            title="Coalition",
-            version=VERSION,
-            path="/schema",
-            render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
-        ),
-        request_max_body_size=REQUEST_BODY_BYTES_MAX,
-        debug=settings.debug,
-        logging_config=None,
-        on_startup=[
-            lambda app: setattr(app.state, "app", state),
-            lambda app: setattr(app.state, "partner_gateway", partner_gateway),
-        ],
+
+
+def _prometheus_config() -> PrometheusConfig:
+    return PrometheusConfig(
+        app_name="coalition", prefix="coalition", group_path=True, exclude=["/metrics"]
+    )
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Coalition",
+        version=VERSION,
+        path="/schema",
+        render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
     )

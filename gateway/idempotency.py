@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
@@ -41,6 +42,19 @@ def _fingerprint(request: Request[Any, Any, Any], body: bytes) -> bytes:
     return digest.digest()
 
 
+@dataclass(frozen=True)
+class _Stored(Generic[T]):
+    """The effect ran and its response was stored beside it, to be answered after the commit."""
+
+    result: T
+    body: bytes
+
+
+# What the transaction decided, answered only once it has committed: a refusal or the effect's
+# failure (raised), a replayed answer, or the effect's stored response.
+_Outcome = Exception | Response[bytes] | _Stored[T]
+
+
 async def run_once(
     request: Request[Any, Any, Any],
     caller: Caller,
@@ -60,71 +74,103 @@ async def run_once(
     fingerprint = _fingerprint(request, await request.body())
     admission = rate_limit.take_pending(request.scope)
     app_state: AppState = request.app.state.app
-    refusal: ApiError | None = None
-    failure: Exception | None = None
-    replay: Response[bytes] | None = None
-    body = b""
+    outcome: _Outcome[T]
     async with app_state.require_pool().acquire() as conn, conn.transaction():
-        claim = await conn.fetchrow(
-            queries.ADMIT, *rate_limit.arguments(admission, caller.partner_id, key)
-        )
-        assert claim is not None, "gateway_admit returns one row"
+        claim = await _admit(conn, admission, caller.partner_id, key)
         refusal = rate_limit.judge(request.scope, admission, claim)
-        if refusal is not None:
-            pass  # commit what the admission wrote (the nonce, the counted call), then refuse
-        elif not claim["locked"]:
-            refusal = ApiError(
-                409,
-                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
-                "a request with this Idempotency-Key is still running",
-                headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_S)},
-            )
-        elif claim["request_sha256"] is not None:
-            if bytes(claim["request_sha256"]) != fingerprint:
-                refusal = ApiError(
-                    422,
-                    ErrorCode.IDEMPOTENCY_MISMATCH,
-                    "this Idempotency-Key was used with a different request",
-                )
-            else:
-                metrics.IDEMPOTENT_REPLAYS.inc()
-                replay = Response(
-                    bytes(claim["response_body"]),
-                    status_code=claim["response_status"],
-                    media_type=JSON,
-                    headers={REPLAYED_HEADER: "true"},
-                )
+        # A refusal commits what the admission wrote (the nonce, the counted call), then refuses.
+        answered = refusal if refusal is not None else _claimed(claim, fingerprint)
+        if answered is not None:
+            outcome = answered
         else:
-            await conn.execute(queries.SAVEPOINT_EFFECT)
-            for attempt in range(1, DEADLOCK_ATTEMPTS_MAX + 1):
-                try:
-                    result = await effect(conn)
-                    body = msgspec.json.encode(result)
-                    await conn.execute(
-                        queries.INSERT_IDEMPOTENCY_RECORD,
-                        caller.partner_id,
-                        key,
-                        fingerprint,
-                        status_code,
-                        body,
-                    )
-                    break
-                except asyncpg.DeadlockDetectedError as exc:
-                    # Rolling back to the savepoint releases the effect's row locks; the
-                    # admission and the key's claim are kept for the next attempt.
-                    await conn.execute(queries.ROLLBACK_TO_EFFECT)
-                    if attempt == DEADLOCK_ATTEMPTS_MAX:
-                        failure = exc
-                except Exception as exc:  # a refused effect stores nothing; its call counted
-                    await conn.execute(queries.ROLLBACK_TO_EFFECT)
-                    failure = exc
-                    break
-    if refusal is not None:
-        raise refusal
-    if failure is not None:
-        raise failure
-    if replay is not None:
-        return replay
+            outcome = await _run_effect_and_store(
+                conn, caller.partner_id, key, fingerprint, effect, status_code
+            )
+    return _answer(outcome, status_code, on_committed)
+
+
+async def _admit(
+    conn: Conn, admission: rate_limit.Admission | None, partner_id: int, key: str
+) -> asyncpg.Record:
+    """The transaction's first statement: the nonce, the rate limit, the key's claim (an
+    advisory try-lock) and its stored answer, if any."""
+    claim = await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(admission, partner_id, key))
+    assert claim is not None, "gateway_admit returns one row"
+    return claim
+
+
+def _claimed(claim: asyncpg.Record, fingerprint: bytes) -> ApiError | Response[bytes] | None:
+    """What the key's claim answers on its own: still running elsewhere (409), used with a
+    different request (422), or a stored response to replay; None when the effect is to run."""
+    if not claim["locked"]:
+        return ApiError(
+            409,
+            ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+            "a request with this Idempotency-Key is still running",
+            headers={"Retry-After": str(IN_PROGRESS_RETRY_AFTER_S)},
+        )
+    if claim["request_sha256"] is None:
+        return None
+    if bytes(claim["request_sha256"]) != fingerprint:
+        return ApiError(
+            422,
+            ErrorCode.IDEMPOTENCY_MISMATCH,
+            "this Idempotency-Key was used with a different request",
+        )
+    metrics.IDEMPOTENT_REPLAYS.inc()
+    return Response(
+        bytes(claim["response_body"]),
+        status_code=claim["response_status"],
+        media_type=JSON,
+        headers={REPLAYED_HEADER: "true"},
+    )
+
+
+async def _run_effect_and_store(
+    conn: Conn,
+    partner_id: int,
+    key: str,
+    fingerprint: bytes,
+    effect: Callable[[Conn], Awaitable[T]],
+    status_code: int,
+) -> Exception | _Stored[T]:
+    """After a savepoint, the effect and its record; a failure rolls back to the savepoint and
+    is returned, to be raised once the admission has committed."""
+    await conn.execute(queries.SAVEPOINT_EFFECT)
+    for attempt in range(1, DEADLOCK_ATTEMPTS_MAX + 1):
+        try:
+            result = await effect(conn)
+            body = msgspec.json.encode(result)
+            await _store(conn, partner_id, key, fingerprint, status_code, body)
+            return _Stored(result, body)
+        except asyncpg.DeadlockDetectedError as exc:
+            # Rolling back to the savepoint releases the effect's row locks; the
+            # admission and the key's claim are kept for the next attempt.
+            await conn.execute(queries.ROLLBACK_TO_EFFECT)
+            if attempt == DEADLOCK_ATTEMPTS_MAX:
+                return exc
+        except Exception as exc:  # a refused effect stores nothing; its call counted
+            await conn.execute(queries.ROLLBACK_TO_EFFECT)
+            return exc
+    raise AssertionError("the last attempt always returns")
+
+
+async def _store(
+    conn: Conn, partner_id: int, key: str, fingerprint: bytes, status_code: int, body: bytes
+) -> None:
+    """The record a retry with this key replays, committed with the effect it answers for."""
+    await conn.execute(
+        queries.INSERT_IDEMPOTENCY_RECORD, partner_id, key, fingerprint, status_code, body
+    )
+
+
+def _answer(
+    outcome: _Outcome[T], status_code: int, on_committed: Callable[[T], None] | None
+) -> Response[bytes]:
+    if isinstance(outcome, Exception):
+        raise outcome
+    if isinstance(outcome, Response):
+        return outcome
     if on_committed is not None:
-        on_committed(result)
-    return Response(body, status_code=status_code, media_type=JSON)
+        on_committed(outcome.result)
+    return Response(outcome.body, status_code=status_code, media_type=JSON)

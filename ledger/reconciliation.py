@@ -148,10 +148,7 @@ async def reconcile(
     """Match the partner's log against the network's record for [period_start, period_end) and
     store the report: totals, and every difference with its line number. Returns the report
     with its first page of differences."""
-    if period_start.utcoffset() is None or period_end.utcoffset() is None:
-        raise InvalidInput("period_start", "period bounds must be timezone-aware")
-    if not period_start < period_end:
-        raise InvalidInput("period_end", "must be after period_start")
+    _check_period(period_start, period_end)
     async with conn.transaction():
         reconciliation_id: int = await conn.fetchval(
             q.INSERT_RECONCILIATION, partner_id, period_start, period_end, source_format
@@ -159,30 +156,8 @@ async def reconcile(
         await conn.execute(q.CREATE_STAGE)
         lines_total = await _stage(conn, source_format, chunks, bytes_max, lines_max)
         await conn.execute(q.ANALYZE_STAGE)
-        counts = await conn.fetchrow(
-            q.INSERT_ITEMS, reconciliation_id, partner_id, period_start, period_end
-        )
-        totals = await conn.fetchrow(q.STAGE_TOTALS, partner_id, period_start, period_end)
-        assert counts is not None
-        assert totals is not None
-        matched = totals["firsts"] - counts["missing_in_network"] - counts["mismatched"]
-        assert matched >= 0, (dict(counts), dict(totals))
-        await conn.execute(
-            q.SET_TOTALS,
-            reconciliation_id,
-            lines_total,
-            matched,
-            counts["missing_in_network"],
-            counts["missing_at_partner"],
-            counts["mismatched_points"],
-            counts["mismatched_amount"],
-            counts["mismatched_other"],
-            counts["duplicates"],
-            counts["malformed"],
-            totals["partner_points"],
-            totals["network_points"],
-            totals["partner_amount"],
-            totals["network_amount"],
+        await _match_and_total(
+            conn, reconciliation_id, partner_id, period_start, period_end, lines_total
         )
         report = await get_reconciliation(
             conn, reconciliation_id, partner_id=partner_id, cursor=None, limit=100
@@ -201,6 +176,50 @@ async def reconcile(
             },
         )
         return report
+
+
+def _check_period(period_start: datetime, period_end: datetime) -> None:
+    if period_start.utcoffset() is None or period_end.utcoffset() is None:
+        raise InvalidInput("period_start", "period bounds must be timezone-aware")
+    if not period_start < period_end:
+        raise InvalidInput("period_end", "must be after period_start")
+
+
+async def _match_and_total(
+    conn: Conn,
+    reconciliation_id: int,
+    partner_id: int,
+    period_start: datetime,
+    period_end: datetime,
+    lines_total: int,
+) -> None:
+    """Store every difference between the staged log and the network's record, then the
+    report's totals."""
+    counts = await conn.fetchrow(
+        q.INSERT_ITEMS, reconciliation_id, partner_id, period_start, period_end
+    )
+    totals = await conn.fetchrow(q.STAGE_TOTALS, partner_id, period_start, period_end)
+    assert counts is not None
+    assert totals is not None
+    matched = totals["firsts"] - counts["missing_in_network"] - counts["mismatched"]
+    assert matched >= 0, (dict(counts), dict(totals))
+    await conn.execute(
+        q.SET_TOTALS,
+        reconciliation_id,
+        lines_total,
+        matched,
+        counts["missing_in_network"],
+        counts["missing_at_partner"],
+        counts["mismatched_points"],
+        counts["mismatched_amount"],
+        counts["mismatched_other"],
+        counts["duplicates"],
+        counts["malformed"],
+        totals["partner_points"],
+        totals["network_points"],
+        totals["partner_amount"],
+        totals["network_amount"],
+    )
 
 
 async def _stage(

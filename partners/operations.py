@@ -7,7 +7,8 @@ redemptions record their event (`purchase.recorded`, `redemption.recorded`) in t
 transaction; an operation called without one opens its own (`_common.atomic`).
 
 The rooms behind this door: `onboarding` (partners, pricing, keys), `earn_rules`, `campaigns`,
-`earning` (the breakdown of a purchase's points) and `_common` (ledger calls, the record).
+`earning` (the breakdown of a purchase's points), `refunds` (the refund rule) and `_common`
+(ledger calls, the record).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,8 +40,6 @@ from contracts.partners import (
     QuoteRequest,
     RedemptionRequest,
     RedemptionResult,
-    RefundRequest,
-    RefundResult,
     ShopperView,
     Transaction,
     TransactionPage,
@@ -49,6 +49,7 @@ from infra.db import Conn
 from ledger import service as ledger
 from partners import campaigns, earn_rules, earning, queries
 from partners._common import (
+    Pricing,
     atomic,
     fresh,
     known,
@@ -63,14 +64,7 @@ from partners._common import (
     summary,
 )
 from partners.batch import purchase_batch
-from partners.errors import (
-    CurrencyUnsupported,
-    CursorInvalid,
-    HoldNotOpen,
-    NotFound,
-    RefundExceedsOriginal,
-    RefundNotApplicable,
-)
+from partners.errors import CurrencyUnsupported, CursorInvalid, HoldNotOpen, NotFound
 from partners.onboarding import (
     ACTIVE_KEYS_MAX,
     PartnerKey,
@@ -81,6 +75,7 @@ from partners.onboarding import (
     key_for_signature,
     revoke_api_key,
 )
+from partners.refunds import refund
 from shoppers import expiry, referrals, tiers
 from shoppers import service as shoppers
 
@@ -134,9 +129,7 @@ async def purchase(
     """Earn on a purchase: base, tier bonus and campaigns in the partner's earn entry (at its
     issue price), network campaigns in a marketing-paid entry, then a referral bonus if this is
     the friend's first qualifying purchase. The breakdown sums to the points credited."""
-    currency = await network_currency(conn)
-    if req.currency != currency:
-        raise CurrencyUnsupported(req.currency, currency)
+    await _currency_accepted(conn, req.currency)  # raises CurrencyUnsupported
     holder = await shoppers.resolve_card(conn, req.card_number)
     pricing = await pricing_in_effect(conn, partner_id)
     await ref_free(conn, partner_id, req.partner_ref)
@@ -146,71 +139,19 @@ async def purchase(
         conn, partner_id, pricing, basket, shopper_id=holder.shopper_id, now=now
     )
     items = await earning.award(conn, assessment, holder.shopper_id)
-    partner_points = sum(item.points for item in items if item.paid_by == "partner")
-    network_points = sum(item.points for item in items if item.paid_by == "network")
     expires_at = await expiry.earned_points_expire_at(conn, earned_at=now)
-    metadata = {"partner_ref": req.partner_ref, "amount_minor": req.amount_minor}
-    entry_id: int | None = None
-    network_entry_id: int | None = None
-    balance: int | None = None
-    if partner_points > 0:
-        with ledger_call("earn", req.partner_ref):
-            entry = await ledger.earn(
-                conn,
-                idempotency_key=ledger_key(partner_id, req.partner_ref),
-                shopper_id=holder.shopper_id,
-                partner_id=partner_id,
-                points=partner_points,
-                issue_price_micros=pricing.issue_price_micros,
-                expires_at=expires_at,
-                metadata=metadata,
-            )
-        fresh(entry, req.partner_ref)
-        entry_id, balance = entry.entry_id, known(entry.balance_after)
-    if network_points > 0:
-        # Network campaigns: marketing pays, valued at this partner's issue price.
-        with ledger_call("goodwill", req.partner_ref):
-            entry = await ledger.goodwill(
-                conn,
-                idempotency_key=ledger_key(partner_id, req.partner_ref, part="network"),
-                shopper_id=holder.shopper_id,
-                partner_id=None,
-                points=network_points,
-                issue_price_micros=pricing.issue_price_micros,
-                expires_at=expires_at,
-                reason="campaign",
-                metadata={**metadata, "issued_at_partner_id": partner_id},
-            )
-        fresh(entry, req.partner_ref)
-        network_entry_id, balance = entry.entry_id, known(entry.balance_after)
-    transaction_id = uuid.uuid4()
-    await record(
-        conn,
-        transaction_id=transaction_id,
-        partner_id=partner_id,
-        partner_ref=req.partner_ref,
-        kind="purchase",
-        status="completed",
-        holder=holder,
-        points=partner_points,  # what the partner pays for, and what a refund may take back
-        amount_minor=req.amount_minor,
-        pricing_version=pricing.version,
-        ledger_entry_id=entry_id,
-        idempotency_key=idempotency_key,
-        network_points=network_points,  # what a refund takes back from marketing's side
-        network_entry_id=network_entry_id,
+    credit = await _credit_earned(
+        conn, partner_id, req, holder.shopper_id, pricing, items, expires_at
     )
-    reward = await referrals.reward_qualifying_purchase(
-        conn,
-        shopper_id=holder.shopper_id,
-        amount_minor=req.amount_minor,
-        transaction_id=transaction_id,
-        issue_price_micros=pricing.issue_price_micros,
-        expires_at=expires_at,
+    transaction_id = uuid.uuid4()
+    await _record_purchase(
+        conn, transaction_id, partner_id, req, holder, pricing, credit, idempotency_key
+    )
+    reward = await _referral_reward(
+        conn, holder.shopper_id, req, transaction_id, pricing, expires_at
     )
     if reward is not None:
         items.append(earning.Item("referral", reward.friend_points, "network"))
-        balance = reward.friend_balance_after
     await earning.store(
         conn,
         transaction_id=transaction_id,
@@ -220,25 +161,10 @@ async def purchase(
         items=items,
     )
     await tiers.after_purchase(conn, holder.shopper_id, now=now)
+    balance = credit.balance if reward is None else reward.friend_balance_after
     if balance is None:
         balance = (await summary(conn, holder.shopper_id)).balance
-    points_earned = sum(item.points for item in items)
-    await _record_event(
-        conn,
-        "purchase.recorded",
-        partner_id=partner_id,
-        shopper_id=holder.shopper_id,
-        transaction_id=str(transaction_id),
-        partner_ref=req.partner_ref,
-        points=points_earned,
-        amount_minor=req.amount_minor,
-    )
-    return PurchaseResult(
-        transaction_id=str(transaction_id),
-        points_earned=points_earned,
-        balance=balance,
-        breakdown=[item.contract() for item in items],
-    )
+    return await _purchase_recorded(conn, transaction_id, partner_id, req, holder, items, balance)
 
 
 @atomic
@@ -370,91 +296,6 @@ async def void_hold(conn: Conn, partner_id: int, hold_id: str) -> HoldResult:
     return _hold_result(row, "voided", 0, 0, entry)
 
 
-@atomic
-async def refund(
-    conn: Conn, partner_id: int, req: RefundRequest, *, idempotency_key: str
-) -> RefundResult:
-    """Refund (part of) a purchase or a redemption, never more than what is left of it.
-    A purchase's network campaign points (paid by network:marketing) go back with the same
-    cumulative share, floored; its referral bonus stays (see `_network_refund_share`)."""
-    if req.amount_minor is not None and req.points is not None:
-        raise RefundNotApplicable("give amount_minor or points, not both")
-    await ref_free(conn, partner_id, req.partner_ref)
-    # Locking the original serializes concurrent refunds of it: the sums below stay true.
-    original = await conn.fetchrow(
-        queries.TRANSACTION_BY_REF_FOR_UPDATE, partner_id, req.original_partner_ref
-    )
-    if original is None:
-        raise NotFound("original transaction")
-    done = await conn.fetchrow(queries.REFUNDED_SO_FAR, original["id"])
-    assert done is not None, "an aggregate always returns a row"
-    points, amount_minor = _refund_share(original, done, req)
-    network_points = _network_refund_share(original, done, points, amount_minor)
-    entry: ledger.EntryResult | None = None
-    if points > 0:
-        operation = "refund_earn" if original["kind"] == "purchase" else "refund_burn"
-        refund_call = ledger.refund_earn if original["kind"] == "purchase" else ledger.refund_burn
-        with ledger_call(operation, req.partner_ref):
-            entry = await refund_call(
-                conn,
-                idempotency_key=ledger_key(partner_id, req.partner_ref),
-                original_entry_id=original["ledger_entry_id"],
-                points=points,
-                metadata={"partner_ref": req.partner_ref},
-            )
-        fresh(entry, req.partner_ref)
-    network_entry: ledger.EntryResult | None = None
-    if network_points > 0:
-        # The purchase's network campaign points go back to network:marketing, through a
-        # refund of its marketing-paid entry (spent points become points debt, as for the
-        # partner's share). Its own ledger key makes a retry a replay, never a second debit.
-        with ledger_call("refund_earn", req.partner_ref):
-            network_entry = await ledger.refund_earn(
-                conn,
-                idempotency_key=ledger_key(partner_id, req.partner_ref, part="network"),
-                original_entry_id=original["network_entry_id"],
-                points=network_points,
-                metadata={"partner_ref": req.partner_ref, "paid_by": "network"},
-            )
-        fresh(network_entry, req.partner_ref)
-    holder = shoppers.CardHolder(original["shopper_id"], original["card_number"])
-    value_minor = None
-    if original["kind"] != "purchase" and original["value_minor"] is not None:
-        captured = _refundable_points(original)
-        value_minor = original["value_minor"] * points // captured if captured else 0
-    transaction_id = await record(
-        conn,
-        partner_id=partner_id,
-        partner_ref=req.partner_ref,
-        kind="refund",
-        status="completed",
-        holder=holder,
-        points=points,
-        amount_minor=amount_minor,
-        value_minor=value_minor,
-        pricing_version=original["pricing_version"],
-        original_id=original["id"],
-        ledger_entry_id=None if entry is None else entry.entry_id,
-        idempotency_key=idempotency_key,
-        network_points=network_points,
-        network_entry_id=None if network_entry is None else network_entry.entry_id,
-    )
-    last_entry = network_entry or entry
-    balance = (
-        known(last_entry.balance_after)
-        if last_entry is not None
-        else (await summary(conn, holder.shopper_id)).balance
-    )
-    return RefundResult(
-        transaction_id=transaction_id,
-        original_transaction_id=str(original["id"]),
-        points_refunded=points,
-        amount_minor=amount_minor,
-        balance=balance,
-        network_points_refunded=network_points,
-    )
-
-
 async def quote(conn: Conn, partner_id: int, req: QuoteRequest) -> Quote:
     """What the purchase would earn now; campaign items are cut to budgets and caps as last
     committed (a concurrent purchase may still take what is left first)."""
@@ -553,65 +394,185 @@ async def offers_for_shopper(
     return await campaigns.offers_for_shopper(conn, shopper_id, partner_id=partner_id)
 
 
-# ---- rules -----------------------------------------------------------------------------------
+# ---- purchase steps --------------------------------------------------------------------------
 
 
-def _refundable_points(original: asyncpg.Record) -> int:
-    if original["kind"] == "hold":
-        return int(original["points_captured"])
-    return int(original["points"])
+@dataclass(frozen=True)
+class _Credit:
+    """What a purchase put in the ledger: the partner-paid and the marketing-paid points, their
+    entries (None when nothing was due) and the wallet balance after the last of them."""
+
+    partner_points: int
+    network_points: int
+    entry_id: int | None
+    network_entry_id: int | None
+    balance: int | None
 
 
-def _refund_share(
-    original: asyncpg.Record, done: asyncpg.Record, req: RefundRequest
-) -> tuple[int, int | None]:
-    """(points, amount_minor) of this refund; raises when it exceeds what is left."""
-    kind = original["kind"]
-    if kind == "refund" or (kind == "hold" and original["status"] != "captured"):
-        raise RefundNotApplicable("only purchases, redemptions and captured holds are refunded")
-    total_points = _refundable_points(original)
-    points_left = total_points - done["points"]
-    if kind != "purchase":
-        if req.amount_minor is not None:
-            raise RefundNotApplicable("a redemption is refunded in points")
-        points = points_left if req.points is None else req.points
-        if points > points_left or points_left == 0:
-            raise RefundExceedsOriginal(remaining=points_left, unit="points")
-        return points, None
-    if req.points is not None:
-        if req.points > points_left:
-            raise RefundExceedsOriginal(remaining=points_left, unit="points")
-        return req.points, None
-    amount_left = original["amount_minor"] - done["amount_minor"]
-    amount = amount_left if req.amount_minor is None else req.amount_minor
-    if amount > amount_left or amount_left == 0:
-        raise RefundExceedsOriginal(remaining=amount_left, unit="amount_minor")
-    # Proportional on the cumulative amount, so partial refunds add up to the whole exactly.
-    points_due = total_points * (done["amount_minor"] + amount) // original["amount_minor"]
-    points = min(points_left, max(0, points_due - done["points"]))
-    return points, amount
+async def _currency_accepted(conn: Conn, currency_given: str) -> None:
+    currency = await network_currency(conn)
+    if currency_given != currency:
+        raise CurrencyUnsupported(currency_given, currency)
 
 
-def _network_refund_share(
-    original: asyncpg.Record, done: asyncpg.Record, points: int, amount_minor: int | None
-) -> int:
-    """The purchase's network campaign points this refund takes back: the same cumulative
-    share of them as of the purchase (by amount, or by the partner's points when refunded in
-    points), floored, so partial refunds add up to all of them exactly on the whole refund.
-    The referral bonus is never taken back: it rewards bringing the friend, not the basket
-    (and the referrer's half was earned by someone who is not refunding anything)."""
-    network_total = int(original["network_points"])
-    if original["kind"] != "purchase" or network_total == 0:
-        return 0
-    if amount_minor is not None:
-        refunded, whole = done["amount_minor"] + amount_minor, original["amount_minor"]
-    else:
-        refunded, whole = done["points"] + points, original["points"]
-    if whole <= 0:
-        return 0
-    taken = int(done["network_points"])
-    due = network_total * min(int(refunded), int(whole)) // int(whole)
-    return max(0, min(network_total - taken, due - taken))
+async def _credit_earned(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    shopper_id: int,
+    pricing: Pricing,
+    items: list[earning.Item],
+    expires_at: datetime,
+) -> _Credit:
+    """Credit the partner-paid items in the partner's earn entry, then the network-paid ones
+    in a marketing-paid entry."""
+    partner_points = sum(item.points for item in items if item.paid_by == "partner")
+    network_points = sum(item.points for item in items if item.paid_by == "network")
+    entry_id: int | None = None
+    network_entry_id: int | None = None
+    balance: int | None = None
+    if partner_points > 0:
+        entry = await _earn(conn, partner_id, req, shopper_id, partner_points, pricing, expires_at)
+        entry_id, balance = entry.entry_id, known(entry.balance_after)
+    if network_points > 0:
+        entry = await _earn_network_paid(
+            conn, partner_id, req, shopper_id, network_points, pricing, expires_at
+        )
+        network_entry_id, balance = entry.entry_id, known(entry.balance_after)
+    return _Credit(partner_points, network_points, entry_id, network_entry_id, balance)
+
+
+async def _earn(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    shopper_id: int,
+    points: int,
+    pricing: Pricing,
+    expires_at: datetime,
+) -> ledger.EntryResult:
+    with ledger_call("earn", req.partner_ref):
+        entry = await ledger.earn(
+            conn,
+            idempotency_key=ledger_key(partner_id, req.partner_ref),
+            shopper_id=shopper_id,
+            partner_id=partner_id,
+            points=points,
+            issue_price_micros=pricing.issue_price_micros,
+            expires_at=expires_at,
+            metadata=_purchase_metadata(req),
+        )
+    fresh(entry, req.partner_ref)
+    return entry
+
+
+async def _earn_network_paid(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    shopper_id: int,
+    points: int,
+    pricing: Pricing,
+    expires_at: datetime,
+) -> ledger.EntryResult:
+    # Network campaigns: marketing pays, valued at this partner's issue price.
+    with ledger_call("goodwill", req.partner_ref):
+        entry = await ledger.goodwill(
+            conn,
+            idempotency_key=ledger_key(partner_id, req.partner_ref, part="network"),
+            shopper_id=shopper_id,
+            partner_id=None,
+            points=points,
+            issue_price_micros=pricing.issue_price_micros,
+            expires_at=expires_at,
+            reason="campaign",
+            metadata={**_purchase_metadata(req), "issued_at_partner_id": partner_id},
+        )
+    fresh(entry, req.partner_ref)
+    return entry
+
+
+def _purchase_metadata(req: PurchaseRequest) -> dict[str, Any]:
+    return {"partner_ref": req.partner_ref, "amount_minor": req.amount_minor}
+
+
+async def _referral_reward(
+    conn: Conn,
+    shopper_id: int,
+    req: PurchaseRequest,
+    transaction_id: uuid.UUID,
+    pricing: Pricing,
+    expires_at: datetime,
+) -> referrals.Reward | None:
+    """The referral bonus, if this is the friend's first qualifying purchase."""
+    return await referrals.reward_qualifying_purchase(
+        conn,
+        shopper_id=shopper_id,
+        amount_minor=req.amount_minor,
+        transaction_id=transaction_id,
+        issue_price_micros=pricing.issue_price_micros,
+        expires_at=expires_at,
+    )
+
+
+async def _record_purchase(
+    conn: Conn,
+    transaction_id: uuid.UUID,
+    partner_id: int,
+    req: PurchaseRequest,
+    holder: shoppers.CardHolder,
+    pricing: Pricing,
+    credit: _Credit,
+    idempotency_key: str,
+) -> None:
+    await record(
+        conn,
+        transaction_id=transaction_id,
+        partner_id=partner_id,
+        partner_ref=req.partner_ref,
+        kind="purchase",
+        status="completed",
+        holder=holder,
+        points=credit.partner_points,  # what the partner pays for, and what a refund may take back
+        amount_minor=req.amount_minor,
+        pricing_version=pricing.version,
+        ledger_entry_id=credit.entry_id,
+        idempotency_key=idempotency_key,
+        network_points=credit.network_points,  # what a refund takes back from marketing's side
+        network_entry_id=credit.network_entry_id,
+    )
+
+
+async def _purchase_recorded(
+    conn: Conn,
+    transaction_id: uuid.UUID,
+    partner_id: int,
+    req: PurchaseRequest,
+    holder: shoppers.CardHolder,
+    items: list[earning.Item],
+    balance: int,
+) -> PurchaseResult:
+    """Record the `purchase.recorded` event and answer with the breakdown."""
+    points_earned = sum(item.points for item in items)
+    await _record_event(
+        conn,
+        "purchase.recorded",
+        partner_id=partner_id,
+        shopper_id=holder.shopper_id,
+        transaction_id=str(transaction_id),
+        partner_ref=req.partner_ref,
+        points=points_earned,
+        amount_minor=req.amount_minor,
+    )
+    return PurchaseResult(
+        transaction_id=str(transaction_id),
+        points_earned=points_earned,
+        balance=balance,
+        breakdown=[item.contract() for item in items],
+    )
+
+
+# ---- events ----------------------------------------------------------------------------------
 
 
 async def _record_event(

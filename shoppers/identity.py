@@ -275,6 +275,29 @@ async def merge_shoppers(
     Refused while the absorbed shopper has open holds (the ledger's `holds_open`)."""
     if survivor_id == absorbed_id:
         raise MergeRefused("a shopper cannot absorb itself")
+    await _lock_mergeable(conn, survivor_id=survivor_id, absorbed_id=absorbed_id)
+    entry = await _transfer_wallet(
+        conn, survivor_id=survivor_id, absorbed_id=absorbed_id, reason=reason, operator=operator
+    )
+    cards = await _move_identity(conn, survivor_id=survivor_id, absorbed_id=absorbed_id)
+    await aggregates.merge_shopper(conn, absorbed_id=absorbed_id, survivor_id=survivor_id)
+    tier = await tiers.adopt_better_tier(
+        conn, survivor_id=survivor_id, absorbed_id=absorbed_id, now=now
+    )
+    merge = Merge(
+        survivor_shopper_id=survivor_id,
+        absorbed_shopper_id=absorbed_id,
+        points_moved=entry.points or 0,
+        lots_moved=entry.lots_moved or 0,
+        cards_moved=cards,
+        tier=tier,
+    )
+    await _record_merged(conn, merge, reason=reason, operator=operator)
+    return merge
+
+
+async def _lock_mergeable(conn: Conn, *, survivor_id: int, absorbed_id: int) -> None:
+    """Lock both shoppers; refuse unless both exist, neither was erased nor already merged."""
     rows = {
         row["id"]: row
         for row in await conn.fetch(queries.SHOPPERS_FOR_UPDATE, [survivor_id, absorbed_id])
@@ -287,8 +310,14 @@ async def merge_shoppers(
             raise MergeRefused(f"shopper {shopper_id} was erased")
         if row["merged_into_id"] is not None:
             raise MergeRefused(f"shopper {shopper_id} was already merged")
+
+
+async def _transfer_wallet(
+    conn: Conn, *, survivor_id: int, absorbed_id: int, reason: str, operator: str
+) -> ledger.EntryResult:
+    """The absorbed shopper's lots, with their expiry, through the ledger."""
     try:
-        entry = await ledger.transfer_all(
+        return await ledger.transfer_all(
             _raw(conn),
             idempotency_key=f"shopper-merge:{absorbed_id}:{survivor_id}",
             from_shopper_id=absorbed_id,
@@ -297,38 +326,34 @@ async def merge_shoppers(
         )
     except LedgerError as exc:
         raise ShopperLedgerRefused(exc.code, str(exc)) from exc
+
+
+async def _move_identity(conn: Conn, *, survivor_id: int, absorbed_id: int) -> list[str]:
+    """Cards, phone, QR tokens and consent go to the survivor; the absorbed one is marked
+    merged. The card numbers moved."""
     cards = [
         row["card_number"] for row in await conn.fetch(queries.MOVE_CARDS, absorbed_id, survivor_id)
     ]
     await conn.execute(queries.MOVE_IDENTIFIERS, absorbed_id, survivor_id)
     await conn.execute(queries.MOVE_CONSENT, absorbed_id, survivor_id)
     await conn.execute(queries.MARK_MERGED, absorbed_id, survivor_id)
-    await aggregates.merge_shopper(conn, absorbed_id=absorbed_id, survivor_id=survivor_id)
-    tier = await tiers.adopt_better_tier(
-        conn, survivor_id=survivor_id, absorbed_id=absorbed_id, now=now
-    )
-    points_moved = entry.points or 0
+    return cards
+
+
+async def _record_merged(conn: Conn, merge: Merge, *, reason: str, operator: str) -> None:
     await outbox.record(
         conn,
         "shopper.merged",
-        shopper_id=survivor_id,
+        shopper_id=merge.survivor_shopper_id,
         payload={
-            "survivor_shopper_id": survivor_id,
-            "absorbed_shopper_id": absorbed_id,
-            "points_moved": points_moved,
-            "lots_moved": entry.lots_moved or 0,
-            "cards_moved": cards,
+            "survivor_shopper_id": merge.survivor_shopper_id,
+            "absorbed_shopper_id": merge.absorbed_shopper_id,
+            "points_moved": merge.points_moved,
+            "lots_moved": merge.lots_moved,
+            "cards_moved": merge.cards_moved,
             "reason": reason,
             "operator": operator,
         },
-    )
-    return Merge(
-        survivor_shopper_id=survivor_id,
-        absorbed_shopper_id=absorbed_id,
-        points_moved=points_moved,
-        lots_moved=entry.lots_moved or 0,
-        cards_moved=cards,
-        tier=tier,
     )
 
 
