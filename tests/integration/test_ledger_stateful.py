@@ -553,7 +553,9 @@ def run_state_machine(loop: asyncio.AbstractEventLoop, conns: list[Conn]) -> Non
             rest, value = points, 0
             for c in sorted(
                 o.consumed,
-                key=lambda c: (c[0].expires_at is not None, c[0].expires_at or BASE, c[0].lot_id),
+                # The exact reverse of the burn's order (soonest expiry first, never-expiring
+                # lots last): never-expiring lots first, then the latest expiry, newest lot first.
+                key=lambda c: (c[0].expires_at is None, c[0].expires_at or BASE, c[0].lot_id),
                 reverse=True,
             ):
                 lot, n, refunded = c
