@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -175,6 +176,18 @@ def from_domain(exc: DomainError) -> ProblemDetailsException:
     return _problem(status, exc.code, str(exc), **exc.details())
 
 
+def from_untranslatable_text(
+    exc: asyncpg.exceptions.CharacterNotInRepertoireError,
+) -> ProblemDetailsException:
+    """Text the database cannot store (a NUL character in a string) is the caller's error.
+
+    PostgreSQL refuses U+0000 in text (SQLSTATE 22021); any request string can carry one.
+    """
+    return _problem(
+        400, ErrorCode.VALIDATION_FAILED, "a text value contains a character that cannot be stored"
+    )
+
+
 def from_unexpected(exc: Exception) -> ProblemDetailsException:
     log.error("unhandled error", exc_info=exc)
     return _problem(500, ErrorCode.INTERNAL_ERROR, "the server failed to answer")
@@ -205,6 +218,7 @@ def plugin() -> ProblemDetailsPlugin:
     mapping: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
         HTTPException: from_http,
         DomainError: from_domain,
+        asyncpg.exceptions.CharacterNotInRepertoireError: from_untranslatable_text,
         Exception: from_unexpected,
     }
     return ProblemDetailsPlugin(

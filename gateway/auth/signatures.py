@@ -185,10 +185,24 @@ def _verifier(key_id: str, secret: str) -> HTTPMessageVerifier:
     return verifier
 
 
+def _target_uri(request: Request[Any, Any, Any]) -> str:
+    """The `@target-uri` as the client sent it: the raw (still percent-encoded) path.
+
+    `request.url` carries the decoded path, so a percent-encoded segment (a non-ASCII or
+    reserved character) would make a correct signature fail to verify.
+    """
+    raw_path = request.scope.get("raw_path")
+    if not raw_path:
+        return str(request.url)
+    query = request.scope.get("query_string", b"")
+    target = f"{request.url.scheme}://{request.url.netloc}{raw_path.decode('latin-1')}"
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
 def _verify_signature(request: Request[Any, Any, Any], verifier: HTTPMessageVerifier) -> None:
     message = _Message(
         method=request.method.upper(),
-        url=str(request.url),
+        url=_target_uri(request),
         headers=_Headers(request.scope["headers"]),
     )
     try:

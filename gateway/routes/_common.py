@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import Request
+from litestar.params import PathParameter
 
 from gateway import queries, rate_limit
 from gateway.state import AppState
 from infra.db import Conn
 
 T = TypeVar("T")
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# An integer id in a path: the database keys are bigint, so a value outside int64 is refused
+# as a 400 validation problem instead of reaching asyncpg (which fails to encode it: a 500).
+PathId = Annotated[int, PathParameter(ge=INT64_MIN, le=INT64_MAX)]
 
 
 async def in_transaction(request: Request[Any, Any, Any], fn: Callable[[Conn], Awaitable[T]]) -> T:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
 from contracts.campaigns import (
     CAMPAIGNS_LIMIT_DEFAULT,
@@ -17,7 +17,7 @@ from contracts.campaigns import (
 )
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from partners import operations
 
 CURSOR_CHARS_MAX = 512
@@ -40,7 +40,7 @@ async def create_campaign(
 
 @get("/v1/campaigns/{campaign_id:int}")
 async def get_campaign(
-    request: Request[Any, Any, Any], campaign_id: FromPath[int], caller: NamedDependency[Caller]
+    request: Request[Any, Any, Any], campaign_id: PathId, caller: NamedDependency[Caller]
 ) -> Campaign:
     return await in_transaction(
         request, lambda conn: operations.get_campaign(conn, caller.partner_id, campaign_id)
@@ -50,7 +50,7 @@ async def get_campaign(
 @post("/v1/campaigns/{campaign_id:int}/end", status_code=200)
 async def end_campaign(
     request: Request[Any, Any, Any],
-    campaign_id: FromPath[int],
+    campaign_id: PathId,
     caller: NamedDependency[Caller],
 ) -> Response[bytes]:
     return await run_once(

@@ -11,7 +11,7 @@ from litestar.params import FromPath
 from contracts.partners import ApiKey, ApiKeyCreated
 from gateway.auth.operator import provide_operator, require_role
 from gateway.partner_state import PartnerGateway
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from gateway.tokens import OperatorClaims, Role
 from partners import operations
 
@@ -28,7 +28,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 )
 async def create_key(
     request: Request[Any, Any, Any],
-    partner_id: FromPath[int],
+    partner_id: PathId,
     operator: NamedDependency[OperatorClaims],
 ) -> ApiKeyCreated:
     gateway: PartnerGateway = request.app.state.partner_gateway
@@ -48,7 +48,7 @@ async def create_key(
 )
 async def revoke_key(
     request: Request[Any, Any, Any],
-    partner_id: FromPath[int],
+    partner_id: PathId,
     key_id: FromPath[str],
     operator: NamedDependency[OperatorClaims],
 ) -> ApiKey:

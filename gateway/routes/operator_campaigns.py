@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
 from contracts.campaigns import (
     CAMPAIGNS_LIMIT_DEFAULT,
@@ -16,7 +16,7 @@ from contracts.campaigns import (
     CampaignPage,
 )
 from gateway.auth.operator import provide_operator, require_role
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from gateway.tokens import OperatorClaims, Role
 from partners import operations
 
@@ -40,9 +40,7 @@ async def create_network_campaign(
 
 
 @get("/v1/operator/campaigns/{campaign_id:int}", guards=[require_role(*Role)])
-async def get_network_campaign(
-    request: Request[Any, Any, Any], campaign_id: FromPath[int]
-) -> Campaign:
+async def get_network_campaign(request: Request[Any, Any, Any], campaign_id: PathId) -> Campaign:
     return await in_transaction(
         request, lambda conn: operations.get_campaign(conn, NETWORK, campaign_id)
     )
@@ -53,9 +51,7 @@ async def get_network_campaign(
     status_code=200,
     guards=[require_role(Role.ADMIN)],
 )
-async def end_network_campaign(
-    request: Request[Any, Any, Any], campaign_id: FromPath[int]
-) -> Campaign:
+async def end_network_campaign(request: Request[Any, Any, Any], campaign_id: PathId) -> Campaign:
     return await in_transaction(
         request, lambda conn: operations.end_campaign(conn, NETWORK, campaign_id)
     )

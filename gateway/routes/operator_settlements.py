@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import JSONBody, Parameter
 
 from contracts.settlement import (
     PERIODS_LIMIT_DEFAULT,
@@ -28,7 +28,7 @@ from contracts.settlement import (
     StatementTransition,
 )
 from gateway.auth.operator import provide_operator, require_role
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from gateway.tokens import OperatorClaims, Role
 from ledger import reconciliation, settlement
 
@@ -94,12 +94,12 @@ async def list_periods(
 
 
 @get("/v1/operator/settlements/{period_id:int}", guards=[READERS])
-async def get_period(request: Request[Any, Any, Any], period_id: FromPath[int]) -> Period:
+async def get_period(request: Request[Any, Any, Any], period_id: PathId) -> Period:
     return await in_transaction(request, lambda conn: settlement.get_period(conn, period_id))
 
 
 @get("/v1/operator/statements/{statement_id:int}", guards=[READERS])
-async def get_statement(request: Request[Any, Any, Any], statement_id: FromPath[int]) -> Statement:
+async def get_statement(request: Request[Any, Any, Any], statement_id: PathId) -> Statement:
     return await in_transaction(
         request, lambda conn: settlement.get_statement(conn, statement_id, partner_id=None)
     )
@@ -113,7 +113,7 @@ async def get_statement(request: Request[Any, Any, Any], statement_id: FromPath[
 )
 async def finalize_statement(
     request: Request[Any, Any, Any],
-    statement_id: FromPath[int],
+    statement_id: PathId,
     operator: NamedDependency[OperatorClaims],
 ) -> Statement:
     return await in_transaction(
@@ -130,7 +130,7 @@ async def finalize_statement(
 )
 async def dispute_statement(
     request: Request[Any, Any, Any],
-    statement_id: FromPath[int],
+    statement_id: PathId,
     data: JSONBody[StatementTransition],
     operator: NamedDependency[OperatorClaims],
 ) -> Statement:
@@ -150,7 +150,7 @@ async def dispute_statement(
 )
 async def pay_statement(
     request: Request[Any, Any, Any],
-    statement_id: FromPath[int],
+    statement_id: PathId,
     operator: NamedDependency[OperatorClaims],
 ) -> Statement:
     return await in_transaction(
@@ -161,7 +161,7 @@ async def pay_statement(
 @get("/v1/operator/reconciliations/{reconciliation_id:int}", guards=[READERS])
 async def get_reconciliation(
     request: Request[Any, Any, Any],
-    reconciliation_id: FromPath[int],
+    reconciliation_id: PathId,
     cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
     limit: Annotated[
         int, Parameter(ge=1, le=RECONCILIATION_ITEMS_LIMIT_MAX)
@@ -183,8 +183,8 @@ async def get_reconciliation(
 )
 async def resolve_item(
     request: Request[Any, Any, Any],
-    reconciliation_id: FromPath[int],
-    item_no: FromPath[int],
+    reconciliation_id: PathId,
+    item_no: PathId,
     data: JSONBody[ResolveRequest],
     operator: NamedDependency[OperatorClaims],
 ) -> ReconciliationItem:

@@ -6,11 +6,11 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from contracts.partners import Partner, PartnerCreate, PricingVersionCreate
 from gateway.auth.operator import provide_operator, require_role
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from gateway.tokens import OperatorClaims, Role
 from partners import operations
 
@@ -29,7 +29,7 @@ async def create_partner(
 
 
 @get("/v1/operator/partners/{partner_id:int}", guards=[require_role(*Role)])
-async def get_partner(request: Request[Any, Any, Any], partner_id: FromPath[int]) -> Partner:
+async def get_partner(request: Request[Any, Any, Any], partner_id: PathId) -> Partner:
     return await in_transaction(request, lambda conn: operations.get_partner(conn, partner_id))
 
 
@@ -40,7 +40,7 @@ async def get_partner(request: Request[Any, Any, Any], partner_id: FromPath[int]
 )
 async def add_pricing_version(
     request: Request[Any, Any, Any],
-    partner_id: FromPath[int],
+    partner_id: PathId,
     data: JSONBody[PricingVersionCreate],
     operator: NamedDependency[OperatorClaims],
 ) -> Partner:

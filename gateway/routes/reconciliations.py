@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, QueryParameter
 
 from contracts.errors import ErrorCode
 from contracts.settlement import (
@@ -20,7 +20,7 @@ from contracts.settlement import (
 from gateway.auth.signatures import Caller
 from gateway.errors import ApiError
 from gateway.idempotency import run_once
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from ledger import reconciliation
 
 RECONCILIATION_BODY_BYTES_MAX = 32 * 1_048_576  # ~400,000 lines; split larger logs by period
@@ -71,7 +71,7 @@ async def upload_reconciliation(
 @get("/v1/reconciliations/{reconciliation_id:int}")
 async def get_reconciliation(
     request: Request[Any, Any, Any],
-    reconciliation_id: FromPath[int],
+    reconciliation_id: PathId,
     caller: NamedDependency[Caller],
     cursor: Annotated[str | None, QueryParameter(max_length=CURSOR_CHARS_MAX)] = None,
     limit: Annotated[

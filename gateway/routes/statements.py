@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 
 from contracts.settlement import STATEMENTS_LIMIT_DEFAULT, STATEMENTS_LIMIT_MAX
 from gateway.auth.signatures import Caller
-from gateway.routes._common import in_transaction
+from gateway.routes._common import PathId, in_transaction
 from ledger import settlement
 
 CURSOR_CHARS_MAX = 512
@@ -31,7 +31,7 @@ def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
 @get("/v1/statements/{statement_id:int}")
 async def get_statement(
     request: Request[Any, Any, Any],
-    statement_id: FromPath[int],
+    statement_id: PathId,
     caller: NamedDependency[Caller],
     fmt: Format = None,
 ) -> Response[bytes]:
