@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+
+import asyncpg
 
 from infra.db import Conn
 from ledger import service as ledger
@@ -17,6 +19,7 @@ from partners import queries
 from partners.errors import LedgerRefused, NotFound, PartnerRefConflict, PricingNotEffective
 from partners.telemetry import timed
 from shoppers import service as shoppers
+from shoppers.errors import CardBlocked, CardUnknown
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -108,13 +111,31 @@ async def pricing_in_effect(conn: Conn, partner_id: int) -> Pricing:
     row = await conn.fetchrow(queries.PRICING_IN_EFFECT, partner_id)
     if row is None:
         raise PricingNotEffective()
+    return pricing_of(row, version_column="version")
+
+
+def pricing_of(row: asyncpg.Record | Mapping[str, Any], *, version_column: str) -> Pricing:
+    """The pricing version in a row whose version column is NULL when none is in effect."""
+    if row[version_column] is None:
+        raise PricingNotEffective()
     return Pricing(
-        version=row["version"],
+        version=row[version_column],
         issue_price_micros=row["issue_price_micros"],
         redemption_price_micros=row["redemption_price_micros"],
         earn_points=row["earn_points"],
         earn_spend_minor=row["earn_spend_minor"],
     )
+
+
+def holder_of(card_number: str, shopper_id: int | None, status: str | None) -> shoppers.CardHolder:
+    """The holder of an active card from its row's columns (NULL: no such card), refused as
+    `shoppers.resolve_card` refuses it."""
+    if shopper_id is None:
+        raise CardUnknown()
+    assert status is not None, "a card's status is NOT NULL"
+    if status != shoppers.CARD_ACTIVE:
+        raise CardBlocked(status)
+    return shoppers.CardHolder(int(shopper_id), card_number)
 
 
 async def summary(conn: Conn, shopper_id: int) -> ledger.WalletSummary:

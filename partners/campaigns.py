@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import msgspec
 
 from contracts.campaigns import (
     CAMPAIGN_DAYS_MAX,
@@ -47,9 +49,11 @@ __all__ = [
     "award",
     "create",
     "end",
+    "facts_of",
     "get",
     "list_page",
     "offers_for_shopper",
+    "rules_from_json",
     "running_at",
     "shopper_facts",
 ]
@@ -205,19 +209,48 @@ async def running_at(conn: Conn, partner_id: int, *, now: datetime) -> list[Camp
     return [_rule(row) for row in rows]
 
 
+def rules_from_json(running_json: str | None) -> list[CampaignRule]:
+    """The running campaigns as `queries.PURCHASE_CONTEXT` returns them (a JSON array of
+    campaign rows in id order, or NULL for none)."""
+    if running_json is None:
+        return []
+    rows = msgspec.json.decode(running_json, type=list[dict[str, Any]])
+    assert len(rows) <= CAMPAIGNS_PER_PURCHASE_MAX, len(rows)
+    return [_rule(row) for row in rows]
+
+
 async def shopper_facts(conn: Conn, shopper_id: int, *, now: datetime) -> ShopperFacts:
     row = await conn.fetchrow(queries.SHOPPER_FACTS, shopper_id)
     assert row is not None, "a resolved shopper exists"
-    local = now.astimezone(ZoneInfo(row["time_zone"]))
-    birth_date: date | None = row["birth_date"]
     purchased = await conn.fetch(queries.PARTNERS_PURCHASED_AT, shopper_id)
+    return facts_of(
+        segments=row["segments"],
+        tier=await tiers.tier_of(conn, shopper_id),
+        birth_date=row["birth_date"],
+        purchased_at=(r["partner_id"] for r in purchased),
+        time_zone=row["time_zone"],
+        now=now,
+    )
+
+
+def facts_of(
+    *,
+    segments: Iterable[str],
+    tier: tiers.Tier,
+    birth_date: date | None,
+    purchased_at: Iterable[int],
+    time_zone: str,
+    now: datetime,
+) -> ShopperFacts:
+    """A shopper's facts from what was read about them; weekday and month in `time_zone`."""
+    local = now.astimezone(ZoneInfo(time_zone))
     return ShopperFacts(
-        segments=frozenset(row["segments"]),
-        tier_rank=(await tiers.tier_of(conn, shopper_id)).rank,
+        segments=frozenset(segments),
+        tier_rank=tier.rank,
         birth_month=None if birth_date is None else birth_date.month,
         weekday=local.isoweekday(),
         month=local.month,
-        purchased_at=frozenset(r["partner_id"] for r in purchased),
+        purchased_at=frozenset(purchased_at),
     )
 
 
@@ -298,7 +331,7 @@ def _check(req: CampaignCreate, starts_at: datetime, ends_at: datetime, *, now: 
         raise CampaignInvalid(f"unknown tier {req.conditions.tier!r} (one of {known})")
 
 
-def _rule(row: asyncpg.Record) -> CampaignRule:
+def _rule(row: asyncpg.Record | Mapping[str, Any]) -> CampaignRule:
     return CampaignRule(
         id=row["id"],
         partner_id=row["partner_id"],

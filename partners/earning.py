@@ -133,19 +133,36 @@ async def assess(
     shopper_id: int | None,
     now: datetime,
 ) -> Assessment:
+    """Read the partner's rules, the running campaigns and the shopper, then assess (a quote's
+    path; a purchase reads the same in one statement, see `operations.purchase`)."""
     rules = await earn_rules.load(conn, partner_id)
     if basket.amount_minor < rules.min_basket_minor:
         return Assessment(0, 0, ())
-    base = base_earn(pricing, rules, basket)
     running = await campaigns.running_at(conn, partner_id, now=now)
     if shopper_id is None:
-        multiplier_bps = BPS_ONE
         time_zone: str = await conn.fetchval(queries.NETWORK_TIME_ZONE)
         facts = campaigns.ShopperFacts.anonymous(now=now, time_zone=time_zone)
         running = [rule for rule in running if not rule.needs_shopper]
-    else:
-        multiplier_bps = await tiers.earn_multiplier_bps(conn, shopper_id)
-        facts = await campaigns.shopper_facts(conn, shopper_id, now=now)
+        return assess_read(partner_id, pricing, basket, rules, running, tiers.BASE_TIER, facts)
+    tier = await tiers.tier_of(conn, shopper_id)
+    facts = await campaigns.shopper_facts(conn, shopper_id, now=now)
+    return assess_read(partner_id, pricing, basket, rules, running, tier, facts)
+
+
+def assess_read(
+    partner_id: int,
+    pricing: Pricing,
+    basket: Basket,
+    rules: earn_rules.Rules,
+    running: Sequence[campaigns.CampaignRule],
+    tier: tiers.Tier,
+    facts: campaigns.ShopperFacts,
+) -> Assessment:
+    """The assessment from what was read: the partner's rules, its running campaigns (in id
+    order), the shopper's tier (the base tier for an anonymous quote) and facts."""
+    if basket.amount_minor < rules.min_basket_minor:
+        return Assessment(0, 0, ())
+    base = base_earn(pricing, rules, basket)
     bonuses = tuple(
         Bonus(rule, wanted)
         for rule in running
@@ -153,7 +170,24 @@ async def assess(
         and rule.shopper_holds(facts, partner_id=partner_id)
         and (wanted := rule.wanted(base.points, base.points_by_category)) > 0
     )
-    return Assessment(base.points, tier_bonus(base.points, multiplier_bps), bonuses)
+    return Assessment(base.points, tier_bonus(base.points, tier.multiplier_bps), bonuses)
+
+
+def rules_of(
+    min_basket_minor: int,
+    categories: Sequence[str],
+    multipliers_bps: Sequence[int],
+    excluded: Sequence[bool],
+) -> earn_rules.Rules:
+    """The earn rules from their columns (`queries.PURCHASE_CONTEXT`), as `earn_rules.load`
+    builds them."""
+    assert len(categories) == len(multipliers_bps) == len(excluded), categories
+    rows = list(zip(categories, multipliers_bps, excluded, strict=True))
+    return earn_rules.Rules(
+        min_basket_minor=min_basket_minor,
+        multiplier_bps_by_category={c: m for c, m, e in rows if not e},
+        excluded=frozenset(c for c, _, e in rows if e),
+    )
 
 
 async def award(conn: Conn, assessment: Assessment, shopper_id: int) -> list[Item]:
@@ -188,26 +222,26 @@ async def store(
     partner_id: int,
     basket: Basket,
     items: Sequence[Item],
-) -> None:
-    """Basket lines (read by aggregates and segments) and the breakdown, with the purchase."""
-    if basket.lines:
-        await conn.execute(
-            queries.INSERT_PURCHASE_LINES,
-            transaction_id,
-            shopper_id,
-            partner_id,
-            [category for category, _ in basket.lines],
-            [amount for _, amount in basket.lines],
-        )
-    await conn.execute(
-        queries.INSERT_BREAKDOWN,
-        transaction_id,
+    now: datetime,
+) -> tiers.Qualification:
+    """Basket lines (read by aggregates and segments) and the breakdown, with the purchase;
+    returns the shopper's tier qualification as of after the purchase (`tiers.qualification`
+    at `now`, read in the same statement)."""
+    row = await conn.fetchrow(
+        queries.STORE_PURCHASE,
         shopper_id,
+        now,
+        transaction_id,
+        partner_id,
+        [category for category, _ in basket.lines],
+        [amount for _, amount in basket.lines],
         [item.kind for item in items],
         [item.points for item in items],
         [item.campaign_id for item in items],
         [item.paid_by for item in items],
     )
+    assert row is not None, "an aggregate always returns a row"
+    return tiers.qualification_of(row)
 
 
 def _campaign_item(rule: campaigns.CampaignRule, points: int) -> Item:

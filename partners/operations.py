@@ -52,19 +52,26 @@ from partners._common import (
     Pricing,
     atomic,
     fresh,
+    holder_of,
     known,
     ledger_call,
     ledger_key,
-    network_currency,
     parse_uuid,
     points_value_minor,
     pricing_in_effect,
+    pricing_of,
     record,
     ref_free,
     summary,
 )
 from partners.batch import purchase_batch
-from partners.errors import CurrencyUnsupported, CursorInvalid, HoldNotOpen, NotFound
+from partners.errors import (
+    CurrencyUnsupported,
+    CursorInvalid,
+    HoldNotOpen,
+    NotFound,
+    PartnerRefConflict,
+)
 from partners.onboarding import (
     ACTIVE_KEYS_MAX,
     PartnerKey,
@@ -76,7 +83,7 @@ from partners.onboarding import (
     revoke_api_key,
 )
 from partners.refunds import refund
-from shoppers import expiry, referrals, tiers
+from shoppers import referrals, tiers
 from shoppers import service as shoppers
 
 __all__ = [
@@ -129,17 +136,16 @@ async def purchase(
     """Earn on a purchase: base, tier bonus and campaigns in the partner's earn entry (at its
     issue price), network campaigns in a marketing-paid entry, then a referral bonus if this is
     the friend's first qualifying purchase. The breakdown sums to the points credited."""
-    await _currency_accepted(conn, req.currency)  # raises CurrencyUnsupported
-    holder = await shoppers.resolve_card(conn, req.card_number)
-    pricing = await pricing_in_effect(conn, partner_id)
-    await ref_free(conn, partner_id, req.partner_ref)
     now = datetime.now(UTC)
+    # One statement reads everything below; the checks keep their order and errors.
+    ctx = await _purchase_context(conn, partner_id, req, now=now)
+    holder, pricing = ctx.holder, ctx.pricing
     basket = earning.basket_of(req.amount_minor, req.lines)
-    assessment = await earning.assess(
-        conn, partner_id, pricing, basket, shopper_id=holder.shopper_id, now=now
+    assessment = earning.assess_read(
+        partner_id, pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts
     )
     items = await earning.award(conn, assessment, holder.shopper_id)
-    expires_at = await expiry.earned_points_expire_at(conn, earned_at=now)
+    expires_at = ctx.expires_at
     credit = await _credit_earned(
         conn, partner_id, req, holder.shopper_id, pricing, items, expires_at
     )
@@ -147,20 +153,23 @@ async def purchase(
     await _record_purchase(
         conn, transaction_id, partner_id, req, holder, pricing, credit, idempotency_key
     )
-    reward = await _referral_reward(
-        conn, holder.shopper_id, req, transaction_id, pricing, expires_at
-    )
+    reward = None
+    if ctx.referral_pending:
+        reward = await _referral_reward(
+            conn, holder.shopper_id, req, transaction_id, pricing, expires_at
+        )
     if reward is not None:
         items.append(earning.Item("referral", reward.friend_points, "network"))
-    await earning.store(
+    qualification = await earning.store(
         conn,
         transaction_id=transaction_id,
         shopper_id=holder.shopper_id,
         partner_id=partner_id,
         basket=basket,
         items=items,
+        now=now,
     )
-    await tiers.after_purchase(conn, holder.shopper_id, now=now)
+    await tiers.upgrade_if_qualified(conn, holder.shopper_id, qualification, now=now)
     balance = credit.balance if reward is None else reward.friend_balance_after
     if balance is None:
         balance = (await summary(conn, holder.shopper_id)).balance
@@ -409,10 +418,67 @@ class _Credit:
     balance: int | None
 
 
-async def _currency_accepted(conn: Conn, currency_given: str) -> None:
-    currency = await network_currency(conn)
-    if currency_given != currency:
-        raise CurrencyUnsupported(currency_given, currency)
+@dataclass(frozen=True)
+class _PurchaseContext:
+    """What a purchase reads before it writes (`queries.PURCHASE_CONTEXT`), checked."""
+
+    holder: shoppers.CardHolder
+    pricing: Pricing
+    rules: earn_rules.Rules
+    running: list[campaigns.CampaignRule]  # in id order: the award lock order
+    tier: tiers.Tier
+    facts: campaigns.ShopperFacts
+    expires_at: datetime  # of the points earned now, under the network's lifetime
+    # False: no referral of this shopper waits for its reward, and none ever will (a referral
+    # is registered only with the shopper's enrollment and rewarded_at never returns to NULL),
+    # so the referral step cannot pay and is skipped. True: the step decides, under its lock.
+    referral_pending: bool
+
+
+async def _purchase_context(
+    conn: Conn, partner_id: int, req: PurchaseRequest, *, now: datetime
+) -> _PurchaseContext:
+    """Read in one round trip, then check in the order the purchase's errors have always had:
+    currency (CurrencyUnsupported), card (CardUnknown, CardBlocked), pricing
+    (PricingNotEffective), partner_ref (PartnerRefConflict)."""
+    row = await conn.fetchrow(
+        queries.PURCHASE_CONTEXT,
+        partner_id,
+        req.card_number,
+        req.partner_ref,
+        now,
+        campaigns.CAMPAIGNS_PER_PURCHASE_MAX,
+    )
+    assert row is not None, "network_settings has its one row"
+    if req.currency != row["currency"]:
+        raise CurrencyUnsupported(req.currency, row["currency"])
+    holder = holder_of(req.card_number, row["shopper_id"], row["card_status"])
+    pricing = pricing_of(row, version_column="pricing_version")
+    if row["ref_taken"]:
+        raise PartnerRefConflict(req.partner_ref)
+    tier = tiers.BASE_TIER if row["tier"] is None else tiers.TIER_BY_NAME[row["tier"]]
+    return _PurchaseContext(
+        holder=holder,
+        pricing=pricing,
+        rules=earning.rules_of(
+            row["min_basket_minor"],
+            row["categories"],
+            row["category_multipliers_bps"],
+            row["categories_excluded"],
+        ),
+        running=campaigns.rules_from_json(row["running_campaigns"]),
+        tier=tier,
+        facts=campaigns.facts_of(
+            segments=row["segments"],
+            tier=tier,
+            birth_date=row["birth_date"],
+            purchased_at=row["purchased_at"] or (),  # NULL: no first-purchase campaign runs
+            time_zone=row["time_zone"],
+            now=now,
+        ),
+        expires_at=row["expires_at"],
+        referral_pending=row["referral_pending"],
+    )
 
 
 async def _credit_earned(

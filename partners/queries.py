@@ -1,5 +1,7 @@
 """The partners package's SQL, in one place."""
 
+from shoppers.tiers import QUALIFICATION_12M
+
 INSERT_PARTNER = """
 INSERT INTO partners (slug, name, rate_limit_per_s, created_by) VALUES ($1, $2, $3, $4)
 ON CONFLICT (slug) DO NOTHING
@@ -152,17 +154,25 @@ SELECT $1, c, m, e FROM unnest($2::text[], $3::int[], $4::bool[]) AS t (c, m, e)
 
 # ---- purchase: lines, breakdown, facts about the shopper -------------------------------------
 
-INSERT_PURCHASE_LINES = """
-INSERT INTO purchase_lines (transaction_id, line_no, shopper_id, partner_id, category, amount_minor)
-SELECT $1, n - 1, $2, $3, c, a FROM unnest($4::text[], $5::bigint[]) WITH ORDINALITY AS t (c, a, n)
-"""
-
-INSERT_BREAKDOWN = """
-INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points, campaign_id,
-                                paid_by)
-SELECT $1, n - 1, $2, k, p, c, b
-FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY AS t (k, p, c, b, n)
-"""
+# A purchase's lines and breakdown, and the shopper's tier qualification read after them in
+# the same statement (one round trip instead of three). The qualification reads the statement's
+# snapshot, which holds the purchase's own partner_transactions row (inserted by an earlier
+# statement of this transaction); the lines and breakdown it does not read. An empty lines
+# array inserts nothing (the lines trigger is per row). $1 shopper, $2 now: QUALIFICATION_12M's.
+STORE_PURCHASE = f"""
+WITH lines AS (
+    INSERT INTO purchase_lines (transaction_id, line_no, shopper_id, partner_id, category,
+                                amount_minor)
+    SELECT $3, n - 1, $1, $4, c, a
+    FROM unnest($5::text[], $6::bigint[]) WITH ORDINALITY AS t (c, a, n)
+), breakdown AS (
+    INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points,
+                                    campaign_id, paid_by)
+    SELECT $3, n - 1, $1, k, p, c, b
+    FROM unnest($7::text[], $8::bigint[], $9::bigint[], $10::text[])
+         WITH ORDINALITY AS t (k, p, c, b, n)
+)
+{QUALIFICATION_12M}"""
 
 FIRST_PURCHASE_AT = """
 SELECT NOT EXISTS (
@@ -242,3 +252,75 @@ WHERE shopper_id = $1 AND campaign_id = ANY($2::bigint[])
 CAMPAIGN_AWARD = "SELECT campaign_award($1, $2, $3)"
 
 NETWORK_TIME_ZONE = "SELECT time_zone FROM network_settings"
+
+# ---- purchase: what a purchase reads before it writes, in one statement ----------------------
+
+# Every read `operations.purchase` needs before its first write, in one round trip (it was 12):
+# the network's currency, time zone and points lifetime; the card; the pricing version in effect
+# (`now()` is the transaction's start, as in PRICING_IN_EFFECT); whether partner_ref is taken
+# (REF_TAKEN); the earn rules (EARN_RULES, EARN_CATEGORIES); the running campaigns
+# (CAMPAIGNS_RUNNING_AT, at $4); the shopper's tier, birth date and segments (TIER_OF,
+# SHOPPER_FACTS); whether a referral of the shopper still waits for its reward; and the partners
+# the shopper has bought at (PARTNERS_PURCHASED_AT), read only when a running campaign has a
+# first-purchase condition, the only rule that looks at it. The expiry is EXPIRES_AT's
+# expression (shoppers/queries.py) at $4. Parts about the shopper are NULL when the card is
+# unknown; the caller checks the parts in the order the purchase's errors are defined.
+# network_settings has one row; LIMIT 1 tells the planner so (unanalyzed, it guesses ~900 rows
+# and may then hash a correlated subquery over a whole table instead of probing its key).
+PURCHASE_CONTEXT = f"""
+WITH card AS (
+    SELECT shopper_id, status FROM shopper_cards WHERE card_number = $2::text
+), pricing AS (
+    SELECT version, issue_price_micros, redemption_price_micros, earn_points, earn_spend_minor
+    FROM partner_pricing_versions
+    WHERE partner_id = $1::bigint AND effective_at <= now()
+    ORDER BY effective_at DESC
+    LIMIT 1
+), running AS (
+    SELECT {_CAMPAIGN_COLUMNS} FROM campaigns
+    WHERE (partner_id = $1::bigint OR partner_id IS NULL)
+      AND ended_at IS NULL AND starts_at <= $4::timestamptz AND ends_at > $4::timestamptz
+      AND awarded_points < budget_points
+    ORDER BY id LIMIT $5::int
+)
+SELECT ns.currency::text AS currency,
+       ns.time_zone,
+       $4::timestamptz + make_interval(months => ns.points_lifetime_months) AS expires_at,
+       c.shopper_id,
+       c.status AS card_status,
+       p.version AS pricing_version, p.issue_price_micros, p.redemption_price_micros,
+       p.earn_points, p.earn_spend_minor,
+       EXISTS (SELECT 1 FROM partner_transactions
+               WHERE partner_id = $1::bigint AND partner_ref = $3::text) AS ref_taken,
+       coalesce(r.min_basket_minor, 0) AS min_basket_minor,
+       ARRAY(SELECT category FROM partner_earn_categories
+             WHERE partner_id = $1::bigint ORDER BY category) AS categories,
+       ARRAY(SELECT multiplier_bps FROM partner_earn_categories
+             WHERE partner_id = $1::bigint ORDER BY category) AS category_multipliers_bps,
+       ARRAY(SELECT excluded FROM partner_earn_categories
+             WHERE partner_id = $1::bigint ORDER BY category) AS categories_excluded,
+       (SELECT json_agg(json_build_object(
+                   'id', id, 'partner_id', partner_id, 'name', name, 'segment', segment,
+                   'tier', tier, 'category', category, 'basket_min_minor', basket_min_minor,
+                   'first_purchase', first_purchase, 'birthday_month', birthday_month,
+                   'days_of_week', days_of_week, 'multiplier_bps', multiplier_bps,
+                   'bonus_points', bonus_points, 'budget_points', budget_points,
+                   'awarded_points', awarded_points,
+                   'per_shopper_cap_points', per_shopper_cap_points) ORDER BY id)
+        FROM running) AS running_campaigns,
+       (SELECT tier FROM shopper_tiers WHERE shopper_id = c.shopper_id) AS tier,
+       (SELECT birth_date FROM shoppers WHERE id = c.shopper_id) AS birth_date,
+       ARRAY(SELECT segment FROM shopper_segments
+             WHERE shopper_id = c.shopper_id ORDER BY segment) AS segments,
+       EXISTS (SELECT 1 FROM referrals
+               WHERE referred_shopper_id = c.shopper_id AND rewarded_at IS NULL)
+           AS referral_pending,
+       CASE WHEN EXISTS (SELECT 1 FROM running WHERE first_purchase) THEN
+           ARRAY(SELECT DISTINCT partner_id FROM partner_transactions
+                 WHERE shopper_id = c.shopper_id AND kind = 'purchase')
+       END AS purchased_at
+FROM (SELECT currency, time_zone, points_lifetime_months FROM network_settings LIMIT 1) ns
+LEFT JOIN card c ON true
+LEFT JOIN pricing p ON true
+LEFT JOIN partner_earn_rules r ON r.partner_id = $1::bigint
+"""

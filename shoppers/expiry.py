@@ -1,8 +1,9 @@
 """Points lifetime and the `points.expiring` notices recorded ahead of expiry.
 
 The lifetime is a network setting (`network_settings.points_lifetime_months`, default 24) that
-the purchase path reads at each earn through `earned_points_expire_at`. The expiry run itself is
-`ledger.service.expire_lots`.
+the purchase path reads at each earn, in its one read statement (`PURCHASE_CONTEXT` in
+partners/queries.py, the same expression as `earned_points_expire_at`). The expiry run itself
+is `ledger.service.expire_lots`.
 """
 
 from __future__ import annotations

@@ -2,16 +2,20 @@
 
 A tier is qualified on the points earned or the spend at all partners over a rolling 12 months
 (purchases net of their refunds, from `partner_transactions`). Upgrades take effect at once
-(`after_purchase`, called at the end of every purchase); downgrades only at the yearly review
+(at the end of every purchase: `after_purchase`, or `upgrade_if_qualified` when the purchase
+read the qualification in its own statement); downgrades only at the yearly review
 (`review_tiers`, a worker job) and one level per review. Every change records a `tier.changed`
 event with its reason in the same transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import asyncpg
 import msgspec
 
 from infra import outbox
@@ -19,6 +23,7 @@ from infra.db import Conn, Pool
 from shoppers import queries
 
 __all__ = [
+    "QUALIFICATION_12M",
     "TIERS",
     "Qualification",
     "Tier",
@@ -26,10 +31,16 @@ __all__ = [
     "adopt_better_tier",
     "after_purchase",
     "earn_multiplier_bps",
+    "qualification_of",
     "review_tiers",
     "tier_of",
     "tier_status",
+    "upgrade_if_qualified",
 ]
+
+# Purchases net of refunds over the 12 months before $2 for shopper $1 (and the shoppers merged
+# into it): public so that a purchase may fold this read into the statement that stores it.
+QUALIFICATION_12M = queries.QUALIFICATION_12M
 
 BPS_ONE = 10_000  # 1.0x
 REVIEW_BATCH_MAX = 500  # shoppers reviewed per transaction
@@ -92,8 +103,13 @@ async def earn_multiplier_bps(conn: Conn, shopper_id: int) -> int:
 
 
 async def qualification(conn: Conn, shopper_id: int, *, now: datetime) -> Qualification:
-    row = await conn.fetchrow(queries.QUALIFICATION_12M, shopper_id, now)
+    row = await conn.fetchrow(QUALIFICATION_12M, shopper_id, now)
     assert row is not None, "an aggregate always returns a row"
+    return qualification_of(row)
+
+
+def qualification_of(row: asyncpg.Record | Mapping[str, Any]) -> Qualification:
+    """A qualification from the `points_earned` and `spend_minor` of QUALIFICATION_12M."""
     return Qualification(
         points_earned_12m=max(0, int(row["points_earned"])),
         spend_minor_12m=max(0, int(row["spend_minor"])),
@@ -107,6 +123,14 @@ async def after_purchase(conn: Conn, shopper_id: int, *, now: datetime) -> None:
     one shopper, so one upgrade records one event.
     """
     q = await qualification(conn, shopper_id, now=now)
+    await upgrade_if_qualified(conn, shopper_id, q, now=now)
+
+
+async def upgrade_if_qualified(
+    conn: Conn, shopper_id: int, q: Qualification, *, now: datetime
+) -> None:
+    """`after_purchase` given the qualification, read after the purchase's own row was written
+    (a caller may fold QUALIFICATION_12M into its own statement to save the round trip)."""
     target = qualified_tier(q)
     if target.rank == BASE_TIER.rank:
         return  # nothing to upgrade to; no row needed for members
