@@ -261,7 +261,7 @@ class ResolveRequest(_Request):
 
     action: Literal["adjust", "explain"]
     reason: Reason
-    shopper_id: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    shopper_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     points: Annotated[int, msgspec.Meta(ge=-ADJUST_POINTS_MAX, le=ADJUST_POINTS_MAX)] | None = None
     issue_price_micros: Annotated[int, msgspec.Meta(ge=0, le=PRICE_MICROS_MAX)] | None = None
 

@@ -25,7 +25,8 @@ CardNumber = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}$")]
 QrToken = Annotated[str, msgspec.Meta(pattern=r"^qr_[A-Za-z0-9_-]{16,64}$")]
 Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=32)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX)]
-ShopperId = Annotated[int, msgspec.Meta(ge=1)]
+# Database keys are bigint: a larger id is a validation error, not a driver failure.
+ShopperId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 CardStatus = Literal["active", "blocked", "replaced"]
 
 

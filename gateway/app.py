@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 REQUEST_BODY_BYTES_MAX = 1_048_576
 PARTNER_BODY_BYTES_MAX = 65_536
 VERSION = "0.1.0"
+PARTNER_TAG = "partner"
 
 
 class MetricsController(PrometheusController):
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         middleware=[request_id_middleware, prometheus.middleware],
-        plugins=[errors.plugin()],
+        plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
@@ -153,8 +155,13 @@ def _partner_api() -> Router:
         guards=[signed_partner],
         dependencies={"caller": Provide(provide_caller)},
         request_max_body_size=PARTNER_BODY_BYTES_MAX,
-        tags=["partner"],
+        tags=[PARTNER_TAG],
     )
+
+
+def _is_partner_call(handler: HTTPRouteHandler) -> bool:
+    # The partner router's tag: signed calls are rate limited per API key (429).
+    return PARTNER_TAG in handler.resolve_tags()
 
 
 def _prometheus_config() -> PrometheusConfig:

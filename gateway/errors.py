@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Response
+from litestar.enums import HttpMethod
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -23,11 +24,15 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins import ReceiveRoutePlugin
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from litestar.routes import BaseRoute, HTTPRoute
 
 from contracts.errors import (
     PROBLEM_MEDIA_TYPE,
@@ -224,3 +229,88 @@ def plugin() -> ProblemDetailsPlugin:
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(exception_handler=render, exception_to_problem_detail_map=mapping)
     )
+
+
+# -- documentation: what /schema says about errors --------------------------------------------
+
+MUTATING_METHODS = frozenset({HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE})
+# Handler parameters that are not request inputs (the framework or a dependency supplies them).
+NOT_INPUTS = frozenset({"request", "state", "scope", "headers", "cookies", "query", "socket"})
+PROBLEM_CODES_BY_STATUS: dict[int, str] = {
+    400: "validation_failed, malformed_json, cursor_invalid, analytics_period_invalid, ...",
+    401: "unauthenticated, token_invalid, token_expired, signature_invalid, signature_expired, "
+    "nonce_reused, digest_mismatch, key_unknown, key_revoked, idempotency_key_required",
+    403: "forbidden, role_required",
+    404: "not_found, card_unknown, hold_not_found, ...",
+    409: "idempotency_in_progress, partner_ref_conflict, hold_not_open, ...",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "idempotency_mismatch, insufficient_points, and other refused operations",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+
+def problem_response(status: int) -> ResponseSpec:
+    """An error answer as documented in /schema: a `Problem` as application/problem+json."""
+    title = TITLE_BY_STATUS.get(status, "Error")
+    codes = PROBLEM_CODES_BY_STATUS.get(status)
+    return ResponseSpec(
+        data_container=Problem,
+        description=f"{title}: an RFC 9457 problem" + (f" (code: {codes})" if codes else ""),
+        media_type=PROBLEM_MEDIA_TYPE,
+        generate_examples=False,
+    )
+
+
+def _has_inputs(handler: HTTPRouteHandler, route: HTTPRoute) -> bool:
+    dependencies = handler.resolve_dependencies()
+    names = set(handler.parsed_fn_signature.parameters) - NOT_INPUTS - set(dependencies)
+    return bool(names or route.path_parameters)
+
+
+def problem_statuses(
+    handler: HTTPRouteHandler, route: HTTPRoute, *, rate_limited: bool
+) -> list[int]:
+    """The error statuses an operation can answer, from its inputs, guards and method."""
+    inputs = _has_inputs(handler, route)
+    authenticated = bool(handler.resolve_guards())
+    mutating = bool(MUTATING_METHODS & handler.http_methods)
+    statuses = [500]
+    if inputs:
+        statuses.append(400)
+    if route.path_parameters or (inputs and mutating):
+        statuses.append(404)  # an unknown (or another partner's) resource, card or hold
+    if authenticated:
+        statuses.append(401)
+        if route.path.startswith("/v1/operator/"):
+            statuses.append(403)
+    if mutating and authenticated:
+        statuses += [409, 422]
+        if inputs:
+            statuses.append(413)
+    if rate_limited:
+        statuses.append(429)
+    return sorted(statuses)
+
+
+class ProblemResponses(ReceiveRoutePlugin):
+    """Documents every operation's error answers as `Problem` (application/problem+json).
+
+    Replaces Litestar's default 400 (`ValidationException` as application/json, not what the
+    gateway sends) and adds the other statuses the operation can answer. A handler's own
+    `responses` win over these.
+    """
+
+    def __init__(self, rate_limited: Callable[[HTTPRouteHandler], bool]) -> None:
+        self.rate_limited = rate_limited
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for handler in route.route_handlers:
+            if not handler.resolve_include_in_schema():
+                continue
+            statuses = problem_statuses(handler, route, rate_limited=self.rate_limited(handler))
+            documented = {status: problem_response(status) for status in statuses}
+            handler.responses = {**documented, **(handler.responses or {})}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 from litestar import Request
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 
 from gateway import queries, rate_limit
@@ -19,6 +21,23 @@ INT64_MAX = 2**63 - 1
 # An integer id in a path: the database keys are bigint, so a value outside int64 is refused
 # as a 400 validation problem instead of reaching asyncpg (which fails to encode it: a 500).
 PathId = Annotated[int, PathParameter(ge=INT64_MIN, le=INT64_MAX)]
+
+
+REPLAY_NOTE = (
+    "A retry with the same Idempotency-Key and body answers the stored body again, with "
+    "`Idempotency-Replayed: true`."
+)
+
+
+def documented(
+    struct: type[msgspec.Struct], description: str, *statuses: int
+) -> dict[int, ResponseSpec]:
+    """`responses=` for a handler answering pre-encoded JSON (`Response[bytes]`).
+
+    Litestar documents such a body as a bare string; this documents the Struct it encodes.
+    """
+    spec = ResponseSpec(data_container=struct, description=description, generate_examples=False)
+    return {status: spec for status in statuses}
 
 
 async def in_transaction(request: Request[Any, Any, Any], fn: Callable[[Conn], Awaitable[T]]) -> T:

@@ -17,13 +17,17 @@ from contracts.campaigns import (
 )
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
-from gateway.routes._common import PathId, in_transaction
+from gateway.routes._common import REPLAY_NOTE, PathId, documented, in_transaction
 from partners import operations
 
 CURSOR_CHARS_MAX = 512
 
 
-@post("/v1/campaigns", status_code=201)
+@post(
+    "/v1/campaigns",
+    status_code=201,
+    responses=documented(Campaign, f"The campaign, created. {REPLAY_NOTE}", 201),
+)
 async def create_campaign(
     request: Request[Any, Any, Any],
     data: JSONBody[CampaignCreate],
@@ -47,7 +51,11 @@ async def get_campaign(
     )
 
 
-@post("/v1/campaigns/{campaign_id:int}/end", status_code=200)
+@post(
+    "/v1/campaigns/{campaign_id:int}/end",
+    status_code=200,
+    responses=documented(Campaign, f"The campaign, ended. {REPLAY_NOTE}", 200),
+)
 async def end_campaign(
     request: Request[Any, Any, Any],
     campaign_id: PathId,

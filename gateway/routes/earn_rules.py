@@ -12,7 +12,7 @@ from litestar.params import JSONBody
 from contracts.partners import EarnRules, EarnRulesUpdate
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
-from gateway.routes._common import in_transaction
+from gateway.routes._common import REPLAY_NOTE, documented, in_transaction
 from partners import operations
 
 
@@ -25,7 +25,11 @@ async def get_earn_rules(
     )
 
 
-@post("/v1/earn-rules", status_code=200)
+@post(
+    "/v1/earn-rules",
+    status_code=200,
+    responses=documented(EarnRules, f"The earn rules now in force. {REPLAY_NOTE}", 200),
+)
 async def replace_earn_rules(
     request: Request[Any, Any, Any],
     data: JSONBody[EarnRulesUpdate],

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from contracts.health import Health, Readiness
 from gateway.state import AppState
@@ -31,7 +32,16 @@ async def _readiness(pool: asyncpg.Pool) -> Readiness:
     )
 
 
-@get("/readyz")
+@get(
+    "/readyz",
+    responses={
+        503: ResponseSpec(
+            data_container=Readiness,
+            description="Not ready: the database is down or migrations are pending or failed.",
+            generate_examples=False,
+        )
+    },
+)
 async def readyz(state: State) -> Response[Readiness]:
     app_state: AppState = state.app
     try:

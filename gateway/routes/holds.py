@@ -12,10 +12,15 @@ from contracts.partners import CaptureRequest, HoldRequest, HoldResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
+from gateway.routes._common import REPLAY_NOTE, documented
 from partners import operations
 
 
-@post("/v1/holds", status_code=201)
+@post(
+    "/v1/holds",
+    status_code=201,
+    responses=documented(HoldResult, f"The hold, open. {REPLAY_NOTE}", 201),
+)
 async def create_hold(
     request: Request[Any, Any, Any], data: JSONBody[HoldRequest], caller: NamedDependency[Caller]
 ) -> Response[bytes]:
@@ -28,7 +33,11 @@ async def create_hold(
     )
 
 
-@post("/v1/holds/{hold_id:str}/capture", status_code=200)
+@post(
+    "/v1/holds/{hold_id:str}/capture",
+    status_code=200,
+    responses=documented(HoldResult, f"The hold, captured. {REPLAY_NOTE}", 200),
+)
 async def capture_hold(
     request: Request[Any, Any, Any],
     hold_id: FromPath[str],
@@ -47,7 +56,11 @@ async def capture_hold(
     )
 
 
-@post("/v1/holds/{hold_id:str}/void", status_code=200)
+@post(
+    "/v1/holds/{hold_id:str}/void",
+    status_code=200,
+    responses=documented(HoldResult, f"The hold, voided. {REPLAY_NOTE}", 200),
+)
 async def void_hold(
     request: Request[Any, Any, Any], hold_id: FromPath[str], caller: NamedDependency[Caller]
 ) -> Response[bytes]:

@@ -28,7 +28,7 @@ from contracts.settlement import (
     StatementTransition,
 )
 from gateway.auth.operator import provide_operator, require_role
-from gateway.routes._common import PathId, in_transaction
+from gateway.routes._common import PathId, documented, in_transaction
 from gateway.tokens import OperatorClaims, Role
 from ledger import reconciliation, settlement
 
@@ -45,7 +45,15 @@ def _actor(operator: OperatorClaims) -> str:
     return f"{operator.role.value}:{operator.subject}"
 
 
-@post("/v1/operator/settlements", guards=[CLOSERS], dependencies=OPERATOR)
+@post(
+    "/v1/operator/settlements",
+    guards=[CLOSERS],
+    dependencies=OPERATOR,
+    responses={
+        **documented(Period, "The period, closed now, with its statements.", 201),
+        **documented(Period, "The period was closed already: it is answered as it is.", 200),
+    },
+)
 async def close_period(
     request: Request[Any, Any, Any],
     data: JSONBody[ClosePeriodRequest],

@@ -12,6 +12,7 @@ from contracts.partners import PurchaseBatchRequest, PurchaseBatchResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
+from gateway.routes._common import REPLAY_NOTE, documented
 from partners import operations
 
 # MAX_BATCH_ITEMS purchases with a few lines each; the partner router's own limit (64 KiB)
@@ -19,7 +20,14 @@ from partners import operations
 BATCH_BODY_BYTES_MAX = 1_048_576
 
 
-@post("/v1/purchases/batch", status_code=201, request_max_body_size=BATCH_BODY_BYTES_MAX)
+@post(
+    "/v1/purchases/batch",
+    status_code=201,
+    request_max_body_size=BATCH_BODY_BYTES_MAX,
+    responses=documented(
+        PurchaseBatchResult, f"The batch, one result per purchase. {REPLAY_NOTE}", 201
+    ),
+)
 async def create_purchase_batch(
     request: Request[Any, Any, Any],
     data: JSONBody[PurchaseBatchRequest],

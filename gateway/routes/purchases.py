@@ -12,10 +12,15 @@ from contracts.partners import PurchaseRequest, PurchaseResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
+from gateway.routes._common import REPLAY_NOTE, documented
 from partners import operations
 
 
-@post("/v1/purchases", status_code=201)
+@post(
+    "/v1/purchases",
+    status_code=201,
+    responses=documented(PurchaseResult, f"The purchase, recorded. {REPLAY_NOTE}", 201),
+)
 async def create_purchase(
     request: Request[Any, Any, Any],
     data: JSONBody[PurchaseRequest],

@@ -18,9 +18,9 @@ from contracts.settlement import (
     ReconciliationReport,
 )
 from gateway.auth.signatures import Caller
-from gateway.errors import ApiError
+from gateway.errors import ApiError, problem_response
 from gateway.idempotency import run_once
-from gateway.routes._common import PathId, in_transaction
+from gateway.routes._common import REPLAY_NOTE, PathId, documented, in_transaction
 from ledger import reconciliation
 
 RECONCILIATION_BODY_BYTES_MAX = 32 * 1_048_576  # ~400,000 lines; split larger logs by period
@@ -37,6 +37,14 @@ FORMAT_BY_MEDIA_TYPE: dict[str, reconciliation.Format] = {
     "/v1/reconciliations",
     status_code=201,
     request_max_body_size=RECONCILIATION_BODY_BYTES_MAX,
+    responses={
+        **documented(
+            ReconciliationReport,
+            f"The reconciliation report for the uploaded log. {REPLAY_NOTE}",
+            201,
+        ),
+        415: problem_response(415),
+    },
 )
 async def upload_reconciliation(
     request: Request[Any, Any, Any],

@@ -12,10 +12,15 @@ from contracts.partners import RedemptionRequest, RedemptionResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
+from gateway.routes._common import REPLAY_NOTE, documented
 from partners import operations
 
 
-@post("/v1/redemptions", status_code=201)
+@post(
+    "/v1/redemptions",
+    status_code=201,
+    responses=documented(RedemptionResult, f"The redemption, recorded. {REPLAY_NOTE}", 201),
+)
 async def create_redemption(
     request: Request[Any, Any, Any],
     data: JSONBody[RedemptionRequest],

@@ -8,14 +8,18 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from contracts.partners import EnrollRequest, ShopperView
+from contracts.partners import Enrollment, EnrollRequest, ShopperView
 from gateway.auth.signatures import Caller
 from gateway.idempotency import run_once
-from gateway.routes._common import in_transaction
+from gateway.routes._common import REPLAY_NOTE, documented, in_transaction
 from partners import operations
 
 
-@post("/v1/shoppers", status_code=201)
+@post(
+    "/v1/shoppers",
+    status_code=201,
+    responses=documented(Enrollment, f"The shopper, enrolled with a card. {REPLAY_NOTE}", 201),
+)
 async def enroll(
     request: Request[Any, Any, Any], data: JSONBody[EnrollRequest], caller: NamedDependency[Caller]
 ) -> Response[bytes]:

@@ -3,16 +3,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import QueryParameter
 
-from contracts.settlement import STATEMENTS_LIMIT_DEFAULT, STATEMENTS_LIMIT_MAX
+from contracts.settlement import (
+    STATEMENTS_LIMIT_DEFAULT,
+    STATEMENTS_LIMIT_MAX,
+    Statement,
+    StatementPage,
+)
 from gateway.auth.signatures import Caller
-from gateway.routes._common import PathId, in_transaction
+from gateway.routes._common import PathId, documented, in_transaction
 from ledger import settlement
 
 CURSOR_CHARS_MAX = 512
@@ -22,13 +29,35 @@ JSON = "application/json"
 Format = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
 
 
+CSV_DESCRIPTION = (
+    "As `text/csv` (with `Accept: text/csv` or `?format=csv`): one row per statement, after a "
+    "header row; a list carries its next cursor in the `Next-Cursor` header."
+)
+
+
+@dataclass
+class _AlsoCsv(Operation):
+    """The operation's 200 also documents its CSV rendering beside the JSON one."""
+
+    def __post_init__(self) -> None:
+        answer = (self.responses or {}).get("200")
+        if isinstance(answer, OpenAPIResponse) and answer.content is not None:
+            answer.content[CSV] = OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, description=CSV_DESCRIPTION)
+            )
+
+
 def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
     if fmt is not None:
         return fmt == "csv"
     return CSV in request.headers.get("accept", "")
 
 
-@get("/v1/statements/{statement_id:int}")
+@get(
+    "/v1/statements/{statement_id:int}",
+    responses=documented(Statement, "The statement, as JSON or CSV.", 200),
+    operation_class=_AlsoCsv,
+)
 async def get_statement(
     request: Request[Any, Any, Any],
     statement_id: PathId,
@@ -44,7 +73,13 @@ async def get_statement(
     return Response(msgspec.json.encode(statement), media_type=JSON)
 
 
-@get("/v1/statements")
+@get(
+    "/v1/statements",
+    responses=documented(
+        StatementPage, "A page of this partner's statements, as JSON or CSV.", 200
+    ),
+    operation_class=_AlsoCsv,
+)
 async def list_statements(
     request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
