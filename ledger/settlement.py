@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import asyncpg
 
 from contracts.errors import DomainError, ErrorCode
+from contracts.money import minor_unit_micros
 from contracts.settlement import (
     FinanceOverview,
     NetworkLine,
@@ -93,10 +94,6 @@ __all__ = [
     "verify_settlements",
 ]
 
-MICROS_PER_UNIT = 1_000_000
-# Minor-unit digits of ISO 4217 currencies that differ from two (same table as partners/).
-MINOR_DIGITS_BY_CURRENCY = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3}
-MINOR_DIGITS_DEFAULT = 2
 CADENCES = ("daily", "weekly", "monthly")
 PERIODS_PER_RUN_MAX = 400  # a worker run closes at most this many overdue periods
 PARTNER_FLOWS_MAX = 10_000
@@ -214,12 +211,6 @@ class SettleSummary:
 
     closed_period_ids: tuple[int, ...]
     last_period_end: datetime | None
-
-
-def minor_unit_micros(currency: str) -> int:
-    digits = MINOR_DIGITS_BY_CURRENCY.get(currency, MINOR_DIGITS_DEFAULT)
-    unit: int = MICROS_PER_UNIT // 10**digits
-    return unit
 
 
 async def close_period(

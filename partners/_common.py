@@ -12,6 +12,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import asyncpg
 
+from contracts.money import minor_unit_micros
 from infra.db import Conn
 from ledger import service as ledger
 from ledger.errors import IdempotencyConflict, LedgerError
@@ -19,15 +20,9 @@ from partners import queries
 from partners.errors import LedgerRefused, NotFound, PartnerRefConflict, PricingNotEffective
 from partners.telemetry import timed
 from shoppers import service as shoppers
-from shoppers.errors import CardBlocked, CardUnknown
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-MICROS_PER_UNIT = 1_000_000
-# Minor-unit digits of the currencies a network may settle in; two unless listed.
-MINOR_DIGITS_BY_CURRENCY = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3}
-MINOR_DIGITS_DEFAULT = 2
 
 
 @dataclass(frozen=True)
@@ -102,9 +97,7 @@ async def network_currency(conn: Conn) -> str:
 
 
 async def points_value_minor(conn: Conn, points: int, price_micros: int) -> int:
-    digits = MINOR_DIGITS_BY_CURRENCY.get(await network_currency(conn), MINOR_DIGITS_DEFAULT)
-    micros_per_minor: int = MICROS_PER_UNIT // 10**digits
-    return points * price_micros // micros_per_minor
+    return points * price_micros // minor_unit_micros(await network_currency(conn))
 
 
 async def pricing_in_effect(conn: Conn, partner_id: int) -> Pricing:
@@ -125,17 +118,6 @@ def pricing_of(row: asyncpg.Record | Mapping[str, Any], *, version_column: str) 
         earn_points=row["earn_points"],
         earn_spend_minor=row["earn_spend_minor"],
     )
-
-
-def holder_of(card_number: str, shopper_id: int | None, status: str | None) -> shoppers.CardHolder:
-    """The holder of an active card from its row's columns (NULL: no such card), refused as
-    `shoppers.resolve_card` refuses it."""
-    if shopper_id is None:
-        raise CardUnknown()
-    assert status is not None, "a card's status is NOT NULL"
-    if status != shoppers.CARD_ACTIVE:
-        raise CardBlocked(status)
-    return shoppers.CardHolder(int(shopper_id), card_number)
 
 
 async def summary(conn: Conn, shopper_id: int) -> ledger.WalletSummary:

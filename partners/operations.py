@@ -52,7 +52,6 @@ from partners._common import (
     Pricing,
     atomic,
     fresh,
-    holder_of,
     known,
     ledger_call,
     ledger_key,
@@ -452,7 +451,7 @@ async def _purchase_context(
     assert row is not None, "network_settings has its one row"
     if req.currency != row["currency"]:
         raise CurrencyUnsupported(req.currency, row["currency"])
-    holder = holder_of(req.card_number, row["shopper_id"], row["card_status"])
+    holder = shoppers.holder_of(req.card_number, row["shopper_id"], row["card_status"])
     pricing = pricing_of(row, version_column="pricing_version")
     if row["ref_taken"]:
         raise PartnerRefConflict(req.partner_ref)

@@ -9,7 +9,7 @@ from infra.db import Conn
 from shoppers import luhn, queries
 from shoppers.errors import CardBlocked, CardNumberInvalid, CardNumberTaken, CardUnknown
 
-__all__ = ["CardHolder", "enroll", "new_card_number", "resolve_card"]
+__all__ = ["CardHolder", "enroll", "holder_of", "new_card_number", "resolve_card"]
 
 # Network-issued cards: a fixed prefix, random digits, one Luhn check digit (16 digits).
 NETWORK_CARD_PREFIX = "7"
@@ -56,7 +56,16 @@ async def resolve_card(conn: Conn, card_number: str) -> CardHolder:
     blocked or replaced card (or one of an erased shopper) is refused everywhere at once."""
     row = await conn.fetchrow(queries.SHOPPER_BY_CARD, card_number)
     if row is None:
+        return holder_of(card_number, None, None)
+    return holder_of(card_number, row["shopper_id"], row["status"])
+
+
+def holder_of(card_number: str, shopper_id: int | None, status: str | None) -> CardHolder:
+    """The holder of an active card from its row's columns (NULL: no such card): the one rule,
+    used by `resolve_card` and by reads that fetch the card along with other things."""
+    if shopper_id is None:
         raise CardUnknown()
-    if row["status"] != CARD_ACTIVE:
-        raise CardBlocked(row["status"])
-    return CardHolder(int(row["shopper_id"]), card_number)
+    assert status is not None, "a card's status is NOT NULL"
+    if status != CARD_ACTIVE:
+        raise CardBlocked(status)
+    return CardHolder(int(shopper_id), card_number)
