@@ -15,6 +15,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from gateway import errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
@@ -118,14 +119,25 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         state.pool = await db.create_pool(
-            database_url, size_min=settings.pool_size_min, size_max=settings.pool_size_max
+            database_url,
+            size_min=settings.pool_size_min,
+            size_max=settings.pool_size_max,
+            reset_session=False,
         )
+        if settings.group_commit_lanes > 0:
+            state.group_commit = GroupCommit(
+                state.pool,
+                lanes=settings.group_commit_lanes,
+                size_max=settings.group_commit_size_max,
+            )
         scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
         scheduler.start()
         try:
             yield
         finally:
             await scheduler.stop()
+            if state.group_commit is not None:
+                await state.group_commit.drain()
             await state.pool.close()
 
     return lifespan

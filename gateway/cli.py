@@ -170,7 +170,7 @@ def _parse_time(text: str) -> datetime:
 
 
 async def _settle(dsn: str, until: datetime | None) -> settlement.SettleSummary:
-    pool = await db.create_pool(dsn, size_min=1, size_max=2)
+    pool = await db.create_pool(dsn, size_min=1, size_max=2, reset_session=True)
     try:
         return await settlement.settle_until(pool, until, now=datetime.now(UTC))
     finally:

@@ -7,6 +7,11 @@ response -> commit. Effect and record commit together or not at all, so a crash 
 cannot leave an effect without its record. A failed call stores nothing: the effect is rolled
 back to a savepoint taken after the admission, so the client may retry it with the same key
 (signed again: its nonce was remembered), and the refusal changed nothing else.
+
+Concurrent calls share that transaction (gateway/group_commit.py): each call runs after its own
+savepoint in a group's transaction and is answered once the group has committed. A failing
+effect is rolled back with the call's admission, which is then made again on its own, so the
+answer and what commits are the same as for a call alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from contracts.errors import ErrorCode
 from gateway import metrics, queries, rate_limit
 from gateway.auth.signatures import Caller
 from gateway.errors import ApiError
+from gateway.group_commit import Job
 from gateway.state import AppState
 from infra.db import Conn
 
@@ -62,31 +68,89 @@ async def run_once(
     *,
     status_code: int = 201,
     on_committed: Callable[[T], None] | None = None,
+    grouped: bool = True,
 ) -> Response[bytes]:
     """Run `effect` once per (partner, Idempotency-Key); replay its stored answer after.
 
-    One pool checkout, one transaction, one commit: BEGIN; admit (nonce, rate limit, the key's
-    claim and stored answer: one statement); SAVEPOINT; the effect; the record; COMMIT. Every
-    outcome commits the admission; only the effect and its record depend on the outcome.
+    grouped: the call shares its transaction and commit with concurrent calls
+    (gateway/group_commit.py); False for a call that is a batch of its own (a file upload),
+    which would hold its neighbours' answers for the length of the whole file.
     """
     key = caller.idempotency_key
     assert key is not None, "the signature guard requires the header on POST"
-    fingerprint = _fingerprint(request, await request.body())
-    admission = rate_limit.take_pending(request.scope)
+    call = _Call(
+        request=request,
+        partner_id=caller.partner_id,
+        key=key,
+        fingerprint=_fingerprint(request, await request.body()),
+        admission=rate_limit.take_pending(request.scope),
+        effect=effect,
+        status_code=status_code,
+    )
     app_state: AppState = request.app.state.app
-    outcome: _Outcome[T]
-    async with app_state.require_pool().acquire() as conn, conn.transaction():
-        claim = await _admit(conn, admission, caller.partner_id, key)
-        refusal = rate_limit.judge(request.scope, admission, claim)
-        # A refusal commits what the admission wrote (the nonce, the counted call), then refuses.
-        answered = refusal if refusal is not None else _claimed(claim, fingerprint)
-        if answered is not None:
-            outcome = answered
-        else:
-            outcome = await _run_effect_and_store(
-                conn, caller.partner_id, key, fingerprint, effect, status_code
-            )
+    committer = app_state.group_commit
+    if grouped and committer is not None:
+        outcome = await committer.run(Job(call.work, call.undone, call.alone))
+    else:
+        outcome = await call.alone()
     return _answer(outcome, status_code, on_committed)
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One idempotent call, runnable alone or as part of a group commit."""
+
+    request: Request[Any, Any, Any]
+    partner_id: int
+    key: str
+    fingerprint: bytes
+    admission: rate_limit.Admission | None
+    effect: Callable[[Conn], Awaitable[T]]
+    status_code: int
+
+    async def alone(self) -> _Outcome[T]:
+        """One pool checkout, one transaction, one commit: BEGIN; admit (nonce, rate limit,
+        the key's claim and stored answer: one statement); SAVEPOINT; the effect; the record;
+        COMMIT. Every outcome commits the admission; only the effect and its record depend
+        on the outcome."""
+        app_state: AppState = self.request.app.state.app
+        async with app_state.require_pool().acquire() as conn, conn.transaction():
+            answered = await self._admitted(conn)
+            if answered is not None:
+                return answered
+            return await _run_effect_and_store(
+                conn,
+                self.partner_id,
+                self.key,
+                self.fingerprint,
+                self.effect,
+                self.status_code,
+            )
+
+    async def work(self, conn: Conn) -> _Outcome[T]:
+        """In a group's transaction, after the call's savepoint: admit, then the effect and
+        its record. A failing effect raises, and the group rolls the whole call back."""
+        answered = await self._admitted(conn)
+        if answered is not None:
+            return answered
+        result = await self.effect(conn)
+        body = msgspec.json.encode(result)
+        await _store(conn, self.partner_id, self.key, self.fingerprint, self.status_code, body)
+        return _Stored(result, body)
+
+    async def undone(self, conn: Conn, failure: Exception) -> _Outcome[T]:
+        """After the group rolled the call back: admit it again, without the key's claim (its
+        nonce and its count commit whatever the outcome), and answer the failure."""
+        if self.admission is not None:
+            await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
+        return failure
+
+    async def _admitted(self, conn: Conn) -> ApiError | Response[bytes] | None:
+        """Admit the call and claim its key: a refusal or a stored answer, or None to run."""
+        claim = await _admit(conn, self.admission, self.partner_id, self.key)
+        refusal = rate_limit.judge(self.request.scope, self.admission, claim)
+        # A refusal commits what the admission wrote (the nonce, the counted call), then refuses.
+        return refusal if refusal is not None else _claimed(claim, self.fingerprint)
 
 
 async def _admit(

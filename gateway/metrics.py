@@ -6,13 +6,16 @@ error codes are a closed set, partners are a few hundred at most.
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 # Observed where the ledger is called (partners/), re-exported so all metrics are listed here.
 from partners.telemetry import LEDGER_OPERATION_SECONDS
 
 __all__ = [
     "BATCH_ITEMS",
+    "GROUP_COMMIT_ALONE",
+    "GROUP_COMMIT_CALLS",
+    "GROUP_COMMIT_REFUSED",
     "IDEMPOTENT_REPLAYS",
     "LEDGER_OPERATION_SECONDS",
     "POINTS_EARNED",
@@ -44,4 +47,16 @@ BATCH_ITEMS = Counter(
     "coalition_batch_items",
     "Purchase batch items answered by committed batch calls, by outcome",
     ["status"],
+)
+GROUP_COMMIT_CALLS = Histogram(
+    "coalition_group_commit_calls",
+    "Partner calls committed together in one transaction (gateway/group_commit.py)",
+    buckets=(1, 2, 4, 8, 16, 32),
+)
+GROUP_COMMIT_ALONE = Counter(
+    "coalition_group_commit_alone",
+    "Calls run again in a transaction of their own (a neighbour's lock, or a refused commit)",
+)
+GROUP_COMMIT_REFUSED = Counter(
+    "coalition_group_commit_refused", "Group transactions the server refused (none committed)"
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from gateway.group_commit import GroupCommit
 from gateway.tokens import SigningKey
 from infra.settings import Settings
 
@@ -15,6 +16,7 @@ class AppState:
     settings: Settings
     signing_key: SigningKey
     pool: asyncpg.Pool | None = None
+    group_commit: GroupCommit | None = None  # None: every call commits alone
     verification_keys: dict[str, SigningKey] = field(default_factory=dict)
 
     def require_pool(self) -> asyncpg.Pool:

@@ -18,8 +18,17 @@ class DatabaseUnreachable(Exception):
     """The database could not be reached; the message says where and why."""
 
 
-async def create_pool(dsn: str, *, size_min: int, size_max: int) -> asyncpg.Pool:
-    """Open a pool or raise DatabaseUnreachable with one readable line."""
+async def create_pool(
+    dsn: str, *, size_min: int, size_max: int, reset_session: bool
+) -> asyncpg.Pool:
+    """Open a pool or raise DatabaseUnreachable with one readable line.
+
+    reset_session: on release, run asyncpg's reset (`pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`, one round trip per checkout). The service passes False: its code
+    never leaves session state behind (no SET, LISTEN, WITH HOLD cursor or session advisory
+    lock: only transaction-scoped ones; migrations run on a connection of their own), and
+    asyncpg rolls back an open transaction on release either way.
+    """
     assert 0 < size_min <= size_max, (size_min, size_max)
     try:
         pool = await asyncpg.create_pool(
@@ -29,11 +38,16 @@ async def create_pool(dsn: str, *, size_min: int, size_max: int) -> asyncpg.Pool
             timeout=CONNECT_TIMEOUT_S,
             command_timeout=COMMAND_TIMEOUT_S,
             statement_cache_size=STATEMENT_CACHE_SIZE,
+            reset=None if reset_session else _keep_session,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(describe(exc)) from exc
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset when the session has nothing to reset (see create_pool)."""
 
 
 async def check_reachable(dsn: str) -> None:

@@ -13,6 +13,8 @@ SECRET_FIELDS = frozenset({"jwt_private_key_pem", "master_key"})
 PORT_MIN = 1
 PORT_MAX = 65_535
 POOL_SIZE_MAX = 100
+GROUP_COMMIT_LANES_MAX = 64
+GROUP_COMMIT_SIZE_MAX = 32  # subtransactions per group: PostgreSQL caches 64 per backend
 
 
 class ConfigError(Exception):
@@ -30,6 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_size_min: int = 2
     pool_size_max: int = 10
     workers_enabled: bool = True
+    group_commit_lanes: int = 4  # 0: every partner call commits alone
+    group_commit_size_max: int = 16
     jwt_private_key_pem: str | None = None
     master_key: str | None = None
 
@@ -83,6 +87,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ConfigError(f"COALITION_CURRENCY={currency!r} is not an ISO 4217 code")
     pool_max = _int(env, "COALITION_DB_POOL_MAX", 10, 1, POOL_SIZE_MAX)
+    lanes = _int(
+        env, "COALITION_GROUP_COMMIT_LANES", min(4, pool_max - 1), 0, GROUP_COMMIT_LANES_MAX
+    )
+    if lanes >= pool_max:  # reads and the background jobs need a connection of their own
+        raise ConfigError(
+            f"COALITION_GROUP_COMMIT_LANES={lanes} must be below COALITION_DB_POOL_MAX={pool_max}"
+        )
     return Settings(
         database_url=env.get("DATABASE_URL") or None,
         data_dir=Path(env.get("COALITION_DATA_DIR", ".coalition")),
@@ -94,6 +105,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pool_size_min=min(2, pool_max),
         pool_size_max=pool_max,
         workers_enabled=_flag(env, "COALITION_WORKERS", True),
+        group_commit_lanes=lanes,
+        group_commit_size_max=_int(
+            env, "COALITION_GROUP_COMMIT_SIZE_MAX", 16, 1, GROUP_COMMIT_SIZE_MAX
+        ),
         jwt_private_key_pem=env.get("COALITION_JWT_PRIVATE_KEY") or None,
         master_key=env.get("COALITION_MASTER_KEY") or None,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar import Request
@@ -11,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 
 from gateway import queries, rate_limit
+from gateway.group_commit import Job
 from gateway.state import AppState
 from infra.db import Conn
 
@@ -44,27 +46,66 @@ async def in_transaction(request: Request[Any, Any, Any], fn: Callable[[Conn], A
     """Run one service call in its own transaction (reads get a consistent snapshot too).
 
     A signed partner call not admitted yet is admitted by the transaction's first statement
-    (nonce and rate limit, gateway/rate_limit.py), and the call runs after a savepoint: a
-    failing call is rolled back to it and the admission still commits. One checkout, one commit.
+    (nonce and rate limit, gateway/rate_limit.py), and its transaction is shared with concurrent
+    calls (gateway/group_commit.py): a failing call is rolled back and admitted again on its
+    own, so its admission still commits. One commit per group of calls.
     """
     app_state: AppState = request.app.state.app
     admission = rate_limit.take_pending(request.scope)
-    async with app_state.require_pool().acquire() as conn, conn.transaction():
-        if admission is None:
+    if admission is None:
+        async with app_state.require_pool().acquire() as conn, conn.transaction():
             return await fn(conn)
-        row = await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(admission, None, None))
-        assert row is not None, "gateway_admit returns one row"
-        refusal = rate_limit.judge(request.scope, admission, row)
-        failure: Exception | None = None
-        if refusal is None:
+    call = _AdmittedCall(request, admission, fn)
+    committer = app_state.group_commit
+    if committer is not None:
+        outcome = await committer.run(Job(call.work, call.undone, call.alone))
+    else:
+        outcome = await call.alone()
+    if isinstance(outcome, _Raised):
+        raise outcome.error
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Raised:
+    """A call's failure, raised once what it committed (its admission) has committed."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class _AdmittedCall(Generic[T]):
+    request: Request[Any, Any, Any]
+    admission: rate_limit.Admission
+    fn: Callable[[Conn], Awaitable[T]]
+
+    async def alone(self) -> T | _Raised:
+        """Admit; a savepoint; the call (rolled back to the savepoint if it fails); commit."""
+        app_state: AppState = self.request.app.state.app
+        async with app_state.require_pool().acquire() as conn, conn.transaction():
+            refusal = await self._admit(conn)
+            if refusal is not None:
+                return _Raised(refusal)
             await conn.execute(queries.SAVEPOINT_EFFECT)
             try:
-                result = await fn(conn)
+                return await self.fn(conn)
             except Exception as exc:
                 await conn.execute(queries.ROLLBACK_TO_EFFECT)
-                failure = exc
-    if refusal is not None:
-        raise refusal
-    if failure is not None:
-        raise failure
-    return result
+                return _Raised(exc)
+
+    async def work(self, conn: Conn) -> T | _Raised:
+        """In a group's transaction: admit, then the call; a failing call raises."""
+        refusal = await self._admit(conn)
+        if refusal is not None:
+            return _Raised(refusal)
+        return await self.fn(conn)
+
+    async def undone(self, conn: Conn, failure: Exception) -> T | _Raised:
+        """The call was rolled back with its admission: admit it again, answer the failure."""
+        await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
+        return _Raised(failure)
+
+    async def _admit(self, conn: Conn) -> Exception | None:
+        row = await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
+        assert row is not None, "gateway_admit returns one row"
+        return rate_limit.judge(self.request.scope, self.admission, row)

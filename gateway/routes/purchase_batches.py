@@ -47,6 +47,7 @@ async def create_purchase_batch(
             conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
         ),
         on_committed=count,
+        grouped=False,  # a file of its own: it would hold its neighbours' answers
     )
 
 

@@ -73,6 +73,7 @@ async def upload_reconciliation(
             chunks=reconciliation.iter_chunks(body),
             bytes_max=RECONCILIATION_BODY_BYTES_MAX,
         ),
+        grouped=False,  # a file of its own: it would hold its neighbours' answers
     )
 
 

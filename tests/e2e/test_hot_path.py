@@ -89,11 +89,10 @@ async def test_a_purchase_writes_its_nonce_counter_effect_and_record_in_one_tran
         shop.partner_id,
     )
     assert xids is not None
-    # The admission (nonce and counter) is one statement of the top-level transaction; the
-    # effect and its record share the savepoint's subtransaction, taken after it.
+    # The admission (nonce and counter), the effect and its record are written by the call's
+    # own subtransaction: its savepoint in the transaction its group commits.
     assert xids["counted_xids"] == [xids["nonce_xid"]]
-    assert xids["record_xid"] == xids["effect_xid"]
-    assert int(xids["nonce_xid"]) < int(xids["record_xid"])
+    assert xids["record_xid"] == xids["effect_xid"] == xids["nonce_xid"]
 
 
 async def test_a_replayed_purchase_whose_effect_failed_is_nonce_reused(
@@ -276,3 +275,38 @@ async def test_concurrent_purchases_of_one_key_all_commit(
             )
         )
     assert len({r.transaction_id for r in results}) == 20
+
+
+async def test_concurrent_calls_answer_alone_when_a_neighbour_fails(
+    http: httpx.AsyncClient, base_url: str, shop: Onboarded, card: str, db: asyncpg.Connection
+) -> None:
+    # Calls that arrive together share a commit (gateway/group_commit.py); every third one
+    # fails in its effect (a currency the network does not use). Each answers as it would
+    # alone: the failures 422 with nothing stored, the others 201 and stored, and every nonce
+    # is remembered.
+    calls = []
+    for i in range(24):
+        ref = f"mixed-{i}"
+        body = purchase_body(card, ref, currency="USD" if i % 3 == 0 else "EUR")
+        headers = signed(shop, "POST", f"{base_url}/v1/purchases", body, idempotency_key=ref)
+        calls.append((ref, body, headers))
+    answers = await asyncio.gather(*(post(http, headers, body) for _, body, headers in calls))
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [422 if i % 3 == 0 else 201 for i in range(24)], statuses
+    stored = await db.fetch(
+        "SELECT partner_ref FROM partner_transactions"
+        " WHERE partner_id = $1 AND partner_ref LIKE 'mixed-%'",
+        shop.partner_id,
+    )
+    assert sorted(r["partner_ref"] for r in stored) == sorted(
+        f"mixed-{i}" for i in range(24) if i % 3
+    )
+    records = await db.fetchval(
+        "SELECT count(*) FROM idempotency_records"
+        " WHERE partner_id = $1 AND idempotency_key LIKE 'mixed-%'",
+        shop.partner_id,
+    )
+    assert records == 16
+    replays = await asyncio.gather(*(post(http, headers, body) for _, body, headers in calls[:6]))
+    for replay in replays:
+        refused(replay, 401, "nonce_reused")

@@ -34,6 +34,9 @@ def test_secrets_and_passwords_are_masked() -> None:
         ({"COALITION_DEBUG": "maybe"}, "boolean"),
         ({"COALITION_CURRENCY": "euro"}, "ISO 4217"),
         ({"COALITION_DB_POOL_MAX": "0"}, "COALITION_DB_POOL_MAX"),
+        ({"COALITION_GROUP_COMMIT_LANES": "10"}, "below COALITION_DB_POOL_MAX=10"),
+        ({"COALITION_GROUP_COMMIT_SIZE_MAX": "33"}, "COALITION_GROUP_COMMIT_SIZE_MAX"),
+        ({"COALITION_GROUP_COMMIT_SIZE_MAX": "0"}, "outside"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -46,3 +49,10 @@ def test_mask_dsn_leaves_passwordless_dsns_alone() -> None:
         "postgresql://postgres:***@/postgres?host=/tmp/x"
     )
     assert mask_dsn("postgresql://db/coalition") == "postgresql://db/coalition"
+
+
+def test_group_commit_leaves_a_connection_for_reads_and_workers() -> None:
+    assert load({}).group_commit_lanes == 4
+    assert load({"COALITION_DB_POOL_MAX": "3"}).group_commit_lanes == 2
+    assert load({"COALITION_DB_POOL_MAX": "1"}).group_commit_lanes == 0  # grouping off
+    assert load({"COALITION_GROUP_COMMIT_LANES": "0"}).group_commit_lanes == 0

@@ -1,0 +1,196 @@
+"""Group commit: concurrent partner calls share one transaction, and so one commit.
+
+A call hands its work to `GroupCommit.run` and waits. A lane (a task holding one pooled
+connection for the length of one group) takes up to `size_max` queued calls, runs them one after
+another in one transaction, each after its own savepoint, commits once, then answers them all.
+Nothing waits for a group to fill: a lane starts as soon as a call is queued and a lane is free,
+so under light load a group is one call, and under load the calls that queued while the lanes
+were busy share the next commit (one WAL flush, one BEGIN/COMMIT, one pool checkout per group).
+
+Each call keeps its own semantics (see `Job`):
+- its work is isolated by a savepoint: when it raises, everything it did is rolled back and its
+  `undone` step runs in the group's transaction (the gateway re-admits the call there, so its
+  nonce and rate-limit count still commit, and answers the failure);
+- a deadlock or serialization failure rolls the call back and runs it again `alone`, in its
+  own transaction after the group committed (a neighbour's locks are never its fault);
+- when COMMIT itself is refused by the server (a deferred check), nothing of the group was
+  committed: every call runs again `alone`, so a failing call never fails its neighbours;
+- when the connection breaks, whether the group committed is unknown: its calls fail with
+  the error, as a single call's would.
+
+Groups are bounded: at most `size_max` calls, each one subtransaction, kept below PostgreSQL's
+64 cached subtransaction ids per backend, past which every other backend's snapshots get slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+
+from gateway import metrics
+from infra.db import Conn
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+LANES_MAX = 64
+SIZE_MAX = 32  # subtransactions per group; PostgreSQL caches 64 per backend
+QUEUED_MAX = 10_000  # calls waiting for a lane; beyond, a call is refused (503)
+
+BEGIN = "BEGIN; SAVEPOINT group_call"
+NEXT_CALL = "RELEASE SAVEPOINT group_call; SAVEPOINT group_call"
+UNDO_CALL = "ROLLBACK TO SAVEPOINT group_call"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+
+# Failures caused by a neighbour's locks rather than by the call itself.
+_RETRY_ALONE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+class GroupCommitBusy(Exception):
+    """More calls are waiting for a lane than `QUEUED_MAX`."""
+
+
+@dataclass(frozen=True)
+class Job(Generic[R]):
+    """One call's part in a group.
+
+    work: runs in the group's transaction after a savepoint; its result is answered after the
+        group commits. Raising rolls back everything it did.
+    undone: runs after `work` raised and was rolled back, still in the group's transaction;
+        returns the call's answer (e.g. the error to raise once committed).
+    alone: runs the whole call in a transaction of its own (after a neighbour's lock conflict,
+        or when the group's commit was refused).
+    """
+
+    work: Callable[[Conn], Awaitable[R]]
+    undone: Callable[[Conn, Exception], Awaitable[R]]
+    alone: Callable[[], Awaitable[R]]
+
+
+@dataclass
+class _Queued(Generic[R]):
+    job: Job[R]
+    answer: asyncio.Future[R]
+
+
+@dataclass
+class _Done:
+    queued: _Queued[Any]
+    result: Any
+
+
+@dataclass
+class GroupCommit:
+    """The lanes of one server process. `run` is safe to call from any request task."""
+
+    pool: asyncpg.Pool
+    lanes: int
+    size_max: int
+    _queue: deque[_Queued[Any]] = field(default_factory=deque)
+    _lanes_busy: int = 0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        assert 1 <= self.lanes <= LANES_MAX, self.lanes
+        assert 1 <= self.size_max <= SIZE_MAX, self.size_max
+
+    async def run(self, job: Job[R]) -> R:
+        if len(self._queue) >= QUEUED_MAX:
+            raise GroupCommitBusy(f"{len(self._queue)} calls are waiting for a commit")
+        answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_retrieve)  # a caller gone before the answer logs no warning
+        self._queue.append(_Queued(job, answer))
+        if self._lanes_busy < self.lanes:
+            self._lanes_busy += 1
+            task = asyncio.create_task(self._lane())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # A cancelled caller (client gone) does not cancel its call: the group answers nobody.
+        return await asyncio.shield(answer)
+
+    async def drain(self) -> None:
+        """Wait until every queued call is answered (shutdown, before the pool closes)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _lane(self) -> None:
+        try:
+            while self._queue:
+                group = [self._queue.popleft() for _ in range(min(self.size_max, len(self._queue)))]
+                await self._run_group(group)
+        finally:
+            self._lanes_busy -= 1
+
+    async def _run_group(self, group: list[_Queued[Any]]) -> None:
+        metrics.GROUP_COMMIT_CALLS.observe(len(group))
+        done: list[_Done] = []
+        alone: list[_Queued[Any]] = []
+        try:
+            async with self.pool.acquire() as conn:
+                await _in_one_transaction(conn, group, done, alone)
+        except asyncpg.PostgresError as exc:  # the server refused: nothing was committed
+            log.warning("a group's transaction was refused; its calls run alone", exc_info=exc)
+            metrics.GROUP_COMMIT_REFUSED.inc()
+            done, alone = [], list(group)
+        except Exception as exc:  # connection lost: whether it committed is unknown
+            for queued in group:
+                _fail(queued.answer, exc)
+            return
+        for d in done:
+            if not d.queued.answer.done():
+                d.queued.answer.set_result(d.result)
+        for queued in alone:
+            metrics.GROUP_COMMIT_ALONE.inc()
+            try:
+                result = await queued.job.alone()
+            except Exception as exc:
+                _fail(queued.answer, exc)
+            else:
+                if not queued.answer.done():
+                    queued.answer.set_result(result)
+
+
+async def _in_one_transaction(
+    conn: Conn, group: list[_Queued[Any]], done: list[_Done], alone: list[_Queued[Any]]
+) -> None:
+    """Run the group's calls in one transaction and commit it; fill `done` and `alone`."""
+    await conn.execute(BEGIN)
+    try:
+        for index, queued in enumerate(group):
+            if index > 0:
+                await conn.execute(NEXT_CALL)
+            try:
+                result = await queued.job.work(conn)
+            except _RETRY_ALONE:
+                await conn.execute(UNDO_CALL)
+                alone.append(queued)
+                continue
+            except asyncpg.InterfaceError:
+                raise
+            except Exception as exc:
+                await conn.execute(UNDO_CALL)
+                result = await queued.job.undone(conn, exc)
+            done.append(_Done(queued, result))
+        await conn.execute(COMMIT)
+    except BaseException:
+        if not conn.is_closed() and conn.is_in_transaction():
+            await conn.execute(ROLLBACK)
+        raise
+
+
+def _fail(answer: asyncio.Future[Any], exc: Exception) -> None:
+    if not answer.done():
+        answer.set_exception(exc)
+
+
+def _retrieve(answer: asyncio.Future[Any]) -> None:
+    if not answer.cancelled():
+        answer.exception()

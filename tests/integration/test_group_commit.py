@@ -1,0 +1,174 @@
+"""Group commit (gateway/group_commit.py) on a real PostgreSQL: calls share a transaction and
+keep their own outcomes; a neighbour's failure never fails a call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from gateway.group_commit import GroupCommit, Job
+from infra.db import Conn
+
+
+@pytest.fixture(scope="module")
+async def table(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """
+            CREATE TABLE group_calls (
+                call integer NOT NULL,
+                what text NOT NULL,
+                txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                CONSTRAINT group_calls_once UNIQUE (call, what) DEFERRABLE INITIALLY DEFERRED
+            )
+            """
+        )
+    yield
+    async with pool.acquire() as conn:
+        await conn.execute("DROP TABLE group_calls")
+
+
+@pytest.fixture
+async def clean(pool: asyncpg.Pool, table: None) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE group_calls")
+
+
+class Refused(Exception):
+    """What a call's work raises when it refuses."""
+
+
+@dataclass
+class Call:
+    """A call that writes a row; `fail` picks how its work ends."""
+
+    pool: asyncpg.Pool
+    call: int
+    fail: str | None = None  # None | "refuse" | "deadlock" | "duplicate" | "terminate"
+    ran_alone: bool = False
+
+    def job(self) -> Job[str]:
+        return Job(self.work, self.undone, self.alone)
+
+    async def work(self, conn: Conn) -> str:
+        await conn.execute("INSERT INTO group_calls (call, what) VALUES ($1, 'work')", self.call)
+        if self.fail == "refuse":
+            raise Refused(self.call)
+        if self.fail == "deadlock":
+            await conn.execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$")
+        if self.fail == "duplicate":  # refused only at COMMIT: the constraint is deferred
+            await conn.execute(
+                "INSERT INTO group_calls (call, what) VALUES ($1, 'work')", self.call
+            )
+        if self.fail == "terminate":
+            await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return f"worked {self.call}"
+
+    async def undone(self, conn: Conn, failure: Exception) -> str:
+        assert isinstance(failure, Refused), failure
+        await conn.execute("INSERT INTO group_calls (call, what) VALUES ($1, 'undone')", self.call)
+        return f"refused {self.call}"
+
+    async def alone(self) -> str:
+        self.ran_alone = True
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self.work(conn)
+
+
+async def rows(pool: asyncpg.Pool) -> list[tuple[int, str]]:
+    async with pool.acquire() as conn:
+        found = await conn.fetch("SELECT call, what FROM group_calls ORDER BY call, what")
+    return [(r["call"], r["what"]) for r in found]
+
+
+async def commits(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        txids = await conn.fetchval("SELECT count(DISTINCT txid) FROM group_calls")
+    assert isinstance(txids, int)
+    return txids
+
+
+async def run_all(committer: GroupCommit, calls: list[Call]) -> list[str | BaseException]:
+    return await asyncio.gather(
+        *(committer.run(call.job()) for call in calls), return_exceptions=True
+    )
+
+
+async def test_concurrent_calls_share_one_commit(pool: asyncpg.Pool, clean: None) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n) for n in range(10)]
+    answers = await run_all(committer, calls)
+    assert answers == [f"worked {n}" for n in range(10)]
+    assert await rows(pool) == [(n, "work") for n in range(10)]
+    assert await commits(pool) == 1  # ten calls queued before the lane ran: one transaction
+
+
+async def test_a_group_never_exceeds_its_size(pool: asyncpg.Pool, clean: None) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=4)
+    answers = await run_all(committer, [Call(pool, n) for n in range(10)])
+    assert answers == [f"worked {n}" for n in range(10)]
+    assert await commits(pool) == 3  # 4 + 4 + 2
+
+
+async def test_a_refused_call_is_rolled_back_alone_and_its_neighbours_commit(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n, fail="refuse" if n == 3 else None) for n in range(6)]
+    answers = await run_all(committer, calls)
+    assert answers == ["refused 3" if n == 3 else f"worked {n}" for n in range(6)]
+    # The refused call's work is gone; what its undone step wrote committed with the group.
+    expected = [(n, "undone" if n == 3 else "work") for n in range(6)]
+    assert await rows(pool) == expected
+    assert await commits(pool) == 1
+
+
+async def test_a_call_that_lost_a_lock_conflict_runs_again_alone(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n) for n in range(5)]
+    calls[2].fail = "deadlock"
+    group = asyncio.gather(*(committer.run(call.job()) for call in calls), return_exceptions=True)
+    answers = await group
+    assert answers[:2] == ["worked 0", "worked 1"] and answers[3:] == ["worked 3", "worked 4"]
+    assert calls[2].ran_alone and not any(c.ran_alone for c in calls if c.call != 2)
+    assert isinstance(answers[2], asyncpg.DeadlockDetectedError)  # alone, it fails the same way
+    assert await rows(pool) == [(n, "work") for n in range(5) if n != 2]
+
+
+async def test_a_refused_commit_runs_every_call_alone_so_only_the_culprit_fails(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n, fail="duplicate" if n == 1 else None) for n in range(4)]
+    answers = await run_all(committer, calls)
+    assert all(call.ran_alone for call in calls)
+    assert answers[0] == "worked 0" and answers[2:] == ["worked 2", "worked 3"]
+    assert isinstance(answers[1], asyncpg.UniqueViolationError)
+    assert await rows(pool) == [(0, "work"), (2, "work"), (3, "work")]
+
+
+async def test_a_lost_connection_fails_the_group_without_guessing(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n, fail="terminate" if n == 2 else None) for n in range(4)]
+    answers = await run_all(committer, calls)
+    # Whether a broken connection committed is unknown: nobody is told "done", nothing reruns.
+    assert all(isinstance(answer, Exception) for answer in answers), answers
+    assert not any(call.ran_alone for call in calls)
+    assert await rows(pool) == []  # the backend died before COMMIT: nothing was committed
+
+
+async def test_lanes_run_groups_side_by_side(pool: asyncpg.Pool, clean: None) -> None:
+    committer = GroupCommit(pool, lanes=3, size_max=2)
+    answers = await run_all(committer, [Call(pool, n) for n in range(12)])
+    assert answers == [f"worked {n}" for n in range(12)]
+    assert await commits(pool) == 6
+    await committer.drain()
+    assert committer._lanes_busy == 0
