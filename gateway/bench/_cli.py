@@ -216,6 +216,17 @@ async def run_wrk(
     return _report.parse_wrk(text)
 
 
+async def group_commits(base_url: str) -> tuple[float, float] | None:
+    """(calls, groups) committed so far by the server's group commit, from its /metrics;
+    None when it does not say (grouping off, or another process answered)."""
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=_provision.HTTP_TIMEOUT_S) as http:
+            text = (await http.get("/metrics")).text
+    except httpx.HTTPError:
+        return None
+    return _report.group_commit_totals(text)
+
+
 async def scenario(
     name: str,
     *,
@@ -245,6 +256,7 @@ async def scenario(
         )
     partner_ids = [p.partner_id for p in network.partners]
     entry_before = await _check.last_entry_id(conn)
+    groups_before = await group_commits(base_url)
     cpu_before = _children_cpu_s()
     server_cpu_before = process_cpu_s(server_pid)
     postgres_cpu_before = process_tree_cpu_s(postmaster_pid)
@@ -269,6 +281,7 @@ async def scenario(
         if server_cpu_before is None or server_cpu_after is None
         else server_cpu_after - server_cpu_before
     )
+    groups_after = await group_commits(base_url)
     await _check.settle(conn, partner_ids)
     lines = read_logs(str(log_prefix))
     kinds = [item.kind for item in planned]
@@ -310,6 +323,7 @@ async def scenario(
         loadgen_cpu_s=loadgen_cpu_s,
         server_cpu_s=server_cpu_s,
         postgres_cpu_s=postgres_cpu_s,
+        calls_per_commit=_report.calls_per_commit(groups_before, groups_after),
         problems=problems,
     )
 

@@ -71,6 +71,7 @@ class ScenarioResult(msgspec.Struct, kw_only=True):
     loadgen_cpu_s: float  # wrk's user + system CPU over the run
     server_cpu_s: float | None  # the server process's CPU over the run (when we started it)
     postgres_cpu_s: float | None  # the postmaster's and its backends' CPU (when local)
+    calls_per_commit: float | None  # partner calls per group transaction, from /metrics
     problems: list[str]
 
 
@@ -193,10 +194,35 @@ def render_table(report: Report) -> str:
             + "; acknowledged "
             + ", ".join(f"{k} {v}" for k, v in sorted(s.acknowledged_by_kind.items()))
             + f"; committed while in flight at the deadline {s.committed_unacknowledged}"
+            + ("" if s.calls_per_commit is None else f"; calls per commit {s.calls_per_commit:.1f}")
         )
         lines.extend(f"  PROBLEM: {p}" for p in s.problems)
     lines.append("correctness: " + ("ok" if report.ok else "FAILED"))
     return "\n".join(lines)
+
+
+GROUP_CALLS_SUM = "coalition_group_commit_calls_sum"
+GROUP_CALLS_COUNT = "coalition_group_commit_calls_count"
+
+
+def group_commit_totals(metrics_text: str) -> tuple[float, float] | None:
+    """(calls, groups) from a Prometheus text page; None when either is missing."""
+    values: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (GROUP_CALLS_SUM, GROUP_CALLS_COUNT):
+            values[name] = float(value)
+    if len(values) < 2:
+        return None
+    return values[GROUP_CALLS_SUM], values[GROUP_CALLS_COUNT]
+
+
+def calls_per_commit(
+    before: tuple[float, float] | None, after: tuple[float, float] | None
+) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def render_json(report: Report) -> str:

@@ -92,6 +92,7 @@ def _report_with(problems: list[str]) -> _report.Report:
         loadgen_cpu_s=0.4,
         server_cpu_s=9.5,
         postgres_cpu_s=8.0,
+        calls_per_commit=6.25,
         problems=problems,
     )
     return _report.Report(
@@ -164,3 +165,22 @@ def test_a_raw_request_is_signed_and_framed_for_the_pool() -> None:
     assert '"content-digest"' in headers["Signature-Input"]
     record = _requests.pool_record(raw)
     assert record == f"{len(raw)}\n".encode() + raw
+
+
+METRICS_PAGE = """# HELP coalition_group_commit_calls Partner calls committed together
+# TYPE coalition_group_commit_calls histogram
+coalition_group_commit_calls_bucket{le="1.0"} 3.0
+coalition_group_commit_calls_count 10.0
+coalition_group_commit_calls_sum 64.0
+coalition_group_commit_calls_created 1.7e+09
+"""
+
+
+def test_calls_per_commit_is_the_mean_group_size_over_the_run() -> None:
+    before = _report.group_commit_totals(METRICS_PAGE)
+    assert before == (64.0, 10.0)
+    after = (64.0 + 250.0, 10.0 + 20.0)
+    assert _report.calls_per_commit(before, after) == 12.5
+    assert _report.calls_per_commit(before, before) is None  # no group committed in between
+    assert _report.group_commit_totals("coalition_up 1\n") is None  # grouping off
+    assert "calls per commit 6.2" in _report.render_table(_report_with([]))
