@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import asyncpg
+import msgspec
 
 from contracts.money import minor_unit_micros
 from infra.db import Conn
 from ledger import service as ledger
-from ledger.errors import IdempotencyConflict, LedgerError
+from ledger.errors import IdempotencyConflict, LedgerError, from_postgres
 from partners import queries
 from partners.errors import LedgerRefused, NotFound, PartnerRefConflict, PricingNotEffective
 from partners.telemetry import timed
@@ -84,6 +85,29 @@ def fresh(entry: ledger.EntryResult, partner_ref: str) -> None:
     # A replayed ledger entry means another request of this partner already used the ref.
     if entry.replayed:
         raise PartnerRefConflict(partner_ref)
+
+
+async def ledger_fetchrow(conn: Conn, query: str, *args: Any) -> asyncpg.Record:
+    """One row of a statement of ours that calls ledger functions in SQL (e.g. ledger.earn in
+    migration 0085): their domain errors (SQLSTATE CL001) are raised as `ledger.service`
+    raises them, for `ledger_call` to translate."""
+    try:
+        row = await conn.fetchrow(query, *args)
+    except asyncpg.PostgresError as exc:
+        domain = from_postgres(exc)
+        if domain is None:
+            raise
+        raise domain from exc
+    assert row is not None, "the statement returns one row"
+    return row
+
+
+def entry_of(raw: str) -> ledger.EntryResult:
+    """The result of a ledger function called in SQL, decoded and checked as `ledger.service`
+    does for its own calls."""
+    result = msgspec.json.decode(raw, type=ledger.EntryResult)
+    assert sum(p.amount for p in result.postings if p.asset == "PTS") == 0, result
+    return result
 
 
 def known(value: int | None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,9 +52,11 @@ from partners import campaigns, earn_rules, earning, queries
 from partners._common import (
     Pricing,
     atomic,
+    entry_of,
     fresh,
     known,
     ledger_call,
+    ledger_fetchrow,
     ledger_key,
     parse_uuid,
     points_value_minor,
@@ -144,35 +147,14 @@ async def purchase(
         partner_id, pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts
     )
     items = await earning.award(conn, assessment, holder.shopper_id)
-    expires_at = ctx.expires_at
-    credit = await _credit_earned(
-        conn, partner_id, req, holder.shopper_id, pricing, items, expires_at
-    )
-    transaction_id = uuid.uuid4()
-    await _record_purchase(
-        conn, transaction_id, partner_id, req, holder, pricing, credit, idempotency_key
-    )
-    reward = None
     if ctx.referral_pending:
-        reward = await _referral_reward(
-            conn, holder.shopper_id, req, transaction_id, pricing, expires_at
+        # The reward comes between the record and the lines: the writes stay separate.
+        return await _purchase_in_steps(
+            conn, partner_id, req, ctx, basket, items, idempotency_key, now=now
         )
-    if reward is not None:
-        items.append(earning.Item("referral", reward.friend_points, "network"))
-    qualification = await earning.store(
-        conn,
-        transaction_id=transaction_id,
-        shopper_id=holder.shopper_id,
-        partner_id=partner_id,
-        basket=basket,
-        items=items,
-        now=now,
+    return await _purchase_written_at_once(
+        conn, partner_id, req, ctx, basket, items, idempotency_key, now=now
     )
-    await tiers.upgrade_if_qualified(conn, holder.shopper_id, qualification, now=now)
-    balance = credit.balance if reward is None else reward.friend_balance_after
-    if balance is None:
-        balance = (await summary(conn, holder.shopper_id)).balance
-    return await _purchase_recorded(conn, transaction_id, partner_id, req, holder, items, balance)
 
 
 @atomic
@@ -404,6 +386,158 @@ async def offers_for_shopper(
 
 # ---- purchase steps --------------------------------------------------------------------------
 
+_PURCHASE_RECORDED = "purchase.recorded"
+_NETWORK_PAID_REASON = "campaign"  # ledger goodwill reason of a network campaign's points
+# The tiers above the base one, in rank order, with their qualification thresholds: a purchase
+# whose qualification reaches none of them cannot change the tier (`tiers.upgrade_if_qualified`
+# returns at once), else its statement ensures and locks the tier row (migration 0085).
+assert [tier.rank for tier in tiers.TIERS] == list(range(len(tiers.TIERS))), tiers.TIERS
+_UPPER_TIERS = [tier for tier in tiers.TIERS if tier.rank > tiers.BASE_TIER.rank]
+_UPPER_TIER_NAMES = [tier.name for tier in _UPPER_TIERS]
+_UPPER_TIERS_POINTS_MIN = [tier.points_earned_min for tier in _UPPER_TIERS]
+_UPPER_TIERS_SPEND_MIN = [tier.spend_minor_min for tier in _UPPER_TIERS]
+
+
+async def _purchase_in_steps(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    ctx: _PurchaseContext,
+    basket: earning.Basket,
+    items: list[earning.Item],
+    idempotency_key: str,
+    *,
+    now: datetime,
+) -> PurchaseResult:
+    """The writes as separate statements: the earn entries, the record, the referral reward,
+    lines + breakdown + qualification, the tier, the event."""
+    holder, pricing = ctx.holder, ctx.pricing
+    expires_at = ctx.expires_at
+    credit = await _credit_earned(
+        conn, partner_id, req, holder.shopper_id, pricing, items, expires_at
+    )
+    transaction_id = uuid.uuid4()
+    await _record_purchase(
+        conn, transaction_id, partner_id, req, holder, pricing, credit, idempotency_key
+    )
+    reward = await _referral_reward(
+        conn, holder.shopper_id, req, transaction_id, pricing, expires_at
+    )
+    if reward is not None:
+        items.append(earning.Item("referral", reward.friend_points, "network"))
+    qualification = await earning.store(
+        conn,
+        transaction_id=transaction_id,
+        shopper_id=holder.shopper_id,
+        partner_id=partner_id,
+        basket=basket,
+        items=items,
+        now=now,
+    )
+    await tiers.upgrade_if_qualified(conn, holder.shopper_id, qualification, now=now)
+    balance = credit.balance if reward is None else reward.friend_balance_after
+    if balance is None:
+        balance = (await summary(conn, holder.shopper_id)).balance
+    return await _purchase_recorded(conn, transaction_id, partner_id, req, holder, items, balance)
+
+
+async def _purchase_written_at_once(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    ctx: _PurchaseContext,
+    basket: earning.Basket,
+    items: list[earning.Item],
+    idempotency_key: str,
+    *,
+    now: datetime,
+) -> PurchaseResult:
+    """The same writes as `_purchase_in_steps` without a referral reward, in one statement
+    (`queries.PURCHASE_WRITE`), checked in the same order: the earn (its errors, then a
+    replay), the network-paid entry, the record (a ref taken concurrently). The statement also
+    ensures and locks the tier row when the qualification reaches a tier above the base one;
+    when the tier goes up, the change and then the event follow as separate statements."""
+    holder, pricing = ctx.holder, ctx.pricing
+    partner_points = sum(item.points for item in items if item.paid_by == "partner")
+    network_points = sum(item.points for item in items if item.paid_by == "network")
+    points_earned = sum(item.points for item in items)
+    transaction_id = uuid.uuid4()
+    payload = _event_payload(
+        holder.shopper_id,
+        str(transaction_id),
+        req.partner_ref,
+        points_earned,
+        amount_minor=req.amount_minor,
+    )
+    timing = (
+        ledger_call("earn", req.partner_ref)
+        if partner_points > 0
+        else ledger_call("goodwill", req.partner_ref)
+        if network_points > 0
+        else contextlib.nullcontext()
+    )
+    with timing:
+        row = await ledger_fetchrow(
+            conn,
+            queries.PURCHASE_WRITE,
+            transaction_id,
+            partner_id,
+            req.partner_ref,
+            holder.shopper_id,
+            holder.card_number,
+            req.amount_minor,
+            pricing.version,
+            idempotency_key,
+            pricing.issue_price_micros,
+            ctx.expires_at,
+            ledger_key(partner_id, req.partner_ref),
+            partner_points,
+            _metadata_json(_purchase_metadata(req)),
+            ledger_key(partner_id, req.partner_ref, part="network"),
+            network_points,
+            _metadata_json(
+                {**_network_paid_metadata(partner_id, req), "reason": _NETWORK_PAID_REASON}
+            ),
+            now,
+            [category for category, _ in basket.lines],
+            [amount for _, amount in basket.lines],
+            [item.kind for item in items],
+            [item.points for item in items],
+            [item.campaign_id for item in items],
+            [item.paid_by for item in items],
+            _UPPER_TIER_NAMES,
+            _UPPER_TIERS_POINTS_MIN,
+            _UPPER_TIERS_SPEND_MIN,
+            outbox.payload_text(_PURCHASE_RECORDED, payload),
+        )
+    balance: int | None = None
+    for raw in (row["earn"], row["network"]):
+        if raw is not None:
+            entry = entry_of(raw)
+            fresh(entry, req.partner_ref)
+            balance = known(entry.balance_after)
+    if not row["recorded"]:  # a concurrent request with the same ref committed first
+        raise PartnerRefConflict(req.partner_ref)
+    if not row["event_recorded"]:  # the tier changes: tier.changed, then purchase.recorded
+        qualification = tiers.qualification_of(row)
+        await tiers.upgrade_locked(conn, holder.shopper_id, row["tier"], qualification, now=now)
+    if balance is None:
+        balance = (await summary(conn, holder.shopper_id)).balance
+    if not row["event_recorded"]:
+        await outbox.record(
+            conn,
+            _PURCHASE_RECORDED,
+            partner_id=partner_id,
+            shopper_id=holder.shopper_id,
+            payload=payload,
+        )
+    return PurchaseResult(
+        transaction_id=str(transaction_id),
+        points_earned=points_earned,
+        balance=balance,
+        breakdown=[item.contract() for item in items],
+    )
+
 
 @dataclass(frozen=True)
 class _Credit:
@@ -550,8 +684,8 @@ async def _earn_network_paid(
             points=points,
             issue_price_micros=pricing.issue_price_micros,
             expires_at=expires_at,
-            reason="campaign",
-            metadata={**_purchase_metadata(req), "issued_at_partner_id": partner_id},
+            reason=_NETWORK_PAID_REASON,
+            metadata=_network_paid_metadata(partner_id, req),
         )
     fresh(entry, req.partner_ref)
     return entry
@@ -559,6 +693,15 @@ async def _earn_network_paid(
 
 def _purchase_metadata(req: PurchaseRequest) -> dict[str, Any]:
     return {"partner_ref": req.partner_ref, "amount_minor": req.amount_minor}
+
+
+def _network_paid_metadata(partner_id: int, req: PurchaseRequest) -> dict[str, Any]:
+    return {**_purchase_metadata(req), "issued_at_partner_id": partner_id}
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str:
+    """Ledger metadata as `ledger.service` sends it to its SQL functions."""
+    return msgspec.json.encode(metadata).decode()
 
 
 async def _referral_reward(
@@ -658,14 +801,20 @@ async def _record_event(
         event_type,
         partner_id=partner_id,
         shopper_id=shopper_id,
-        payload={
-            "transaction_id": transaction_id,
-            "partner_ref": partner_ref,
-            "points": points,
-            "shopper_id": shopper_id,
-            **extra,
-        },
+        payload=_event_payload(shopper_id, transaction_id, partner_ref, points, **extra),
     )
+
+
+def _event_payload(
+    shopper_id: int, transaction_id: str, partner_ref: str, points: int, **extra: int | None
+) -> dict[str, Any]:
+    return {
+        "transaction_id": transaction_id,
+        "partner_ref": partner_ref,
+        "points": points,
+        "shopper_id": shopper_id,
+        **extra,
+    }
 
 
 # ---- plumbing --------------------------------------------------------------------------------

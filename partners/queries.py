@@ -324,3 +324,21 @@ LEFT JOIN card c ON true
 LEFT JOIN pricing p ON true
 LEFT JOIN partner_earn_rules r ON r.partner_id = $1::bigint
 """
+
+# ---- purchase: every write of a common purchase, in one statement ----------------------------
+
+# `partner_purchase_write` (migration 0085): ledger.earn (partner-paid points), ledger.earn as a
+# marketing-paid goodwill (network campaigns), the partner_transactions row, the lines and the
+# breakdown, the tier qualification after them (QUALIFICATION_12M's), the tier row ensured and
+# locked when an upper tier is qualified for (ENSURE_TIER_ROW, TIER_FOR_UPDATE), and the
+# purchase.recorded event unless the tier goes up (then the caller changes it and records the
+# event after). A purchase that may pay a referral reward takes the separate statements
+# instead (the reward comes between the record and the lines).
+PURCHASE_WRITE = """
+SELECT earn, network, recorded, points_earned, spend_minor, tier, event_recorded
+FROM partner_purchase_write(
+    $1::uuid, $2::bigint, $3::text, $4::bigint, $5::text, $6::bigint, $7::integer, $8::text,
+    $9::bigint, $10::timestamptz, $11::text, $12::bigint, $13::jsonb, $14::text, $15::bigint,
+    $16::jsonb, $17::timestamptz, $18::text[], $19::bigint[], $20::text[], $21::bigint[],
+    $22::bigint[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::jsonb)
+"""

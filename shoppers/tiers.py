@@ -36,6 +36,7 @@ __all__ = [
     "tier_of",
     "tier_status",
     "upgrade_if_qualified",
+    "upgrade_locked",
 ]
 
 # Purchases net of refunds over the 12 months before $2 for shopper $1 (and the shoppers merged
@@ -137,7 +138,17 @@ async def upgrade_if_qualified(
     await conn.execute(queries.ENSURE_TIER_ROW, shopper_id, now)
     row = await conn.fetchrow(queries.TIER_FOR_UPDATE, shopper_id)
     assert row is not None, "the row was just ensured"
-    current = TIER_BY_NAME[row["tier"]]
+    await upgrade_locked(conn, shopper_id, row["tier"], q, now=now)
+
+
+async def upgrade_locked(
+    conn: Conn, shopper_id: int, tier: str, q: Qualification, *, now: datetime
+) -> None:
+    """The rest of `upgrade_if_qualified` once the shopper's tier row is ensured and locked
+    (ENSURE_TIER_ROW, TIER_FOR_UPDATE) and read as `tier`, e.g. by the statement of a purchase
+    (partners, migration 0085)."""
+    current = TIER_BY_NAME[tier]
+    target = qualified_tier(q)
     if target.rank > current.rank:
         await _change(conn, shopper_id, current, target, q, now=now, reason="qualified")
 
