@@ -254,3 +254,22 @@ async def test_crossed_merges_do_not_deadlock(wide_pool: asyncpg.Pool) -> None:
         )
         assert total == 30
         assert await verify(conn) == []
+
+
+async def test_an_account_used_for_the_first_time_by_many_transactions_at_once_is_made_once(
+    wide_pool: asyncpg.Pool,
+) -> None:
+    # Every transaction creates the account on first use; the losers of the race must find the
+    # winner's row, never fail on one of the table's two unique indexes (0086).
+    async def first_use(owner_id: int) -> int:
+        async with wide_pool.acquire() as conn, conn.transaction():
+            account_id = await conn.fetchval(
+                "SELECT account_id FROM ledger._account('shopper', $1, 'held')", owner_id
+            )
+            await asyncio.sleep(0.01)  # hold the row uncommitted while the others insert
+            assert isinstance(account_id, int)
+            return account_id
+
+    for owner_id in range(9_000_000, 9_000_030):
+        made = await asyncio.gather(*(first_use(owner_id) for _ in range(16)))
+        assert len(set(made)) == 1, made
