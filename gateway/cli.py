@@ -97,6 +97,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             workers=args.workers,
+            loop="uvloop",
+            http="httptools",
             log_config=None,
             access_log=False,
         )
