@@ -33,7 +33,9 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
+from contracts.errors import ErrorCode
 from gateway import metrics
+from gateway.errors import ApiError
 from infra.db import Conn
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ R = TypeVar("R")
 LANES_MAX = 64
 SIZE_MAX = 32  # subtransactions per group; PostgreSQL caches 64 per backend
 QUEUED_MAX = 10_000  # calls waiting for a lane; beyond, a call is refused (503)
+BUSY_RETRY_AFTER_S = 1
 
 BEGIN = "BEGIN; SAVEPOINT group_call"
 NEXT_CALL = "RELEASE SAVEPOINT group_call; SAVEPOINT group_call"
@@ -52,10 +55,6 @@ ROLLBACK = "ROLLBACK"
 
 # Failures caused by a neighbour's locks rather than by the call itself.
 _RETRY_ALONE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-
-
-class GroupCommitBusy(Exception):
-    """More calls are waiting for a lane than `QUEUED_MAX`."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,7 @@ class GroupCommit:
     pool: asyncpg.Pool
     lanes: int
     size_max: int
+    queued_max: int = QUEUED_MAX
     _queue: deque[_Queued[Any]] = field(default_factory=deque)
     _lanes_busy: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -101,10 +101,18 @@ class GroupCommit:
     def __post_init__(self) -> None:
         assert 1 <= self.lanes <= LANES_MAX, self.lanes
         assert 1 <= self.size_max <= SIZE_MAX, self.size_max
+        assert 1 <= self.queued_max <= QUEUED_MAX, self.queued_max
 
     async def run(self, job: Job[R]) -> R:
-        if len(self._queue) >= QUEUED_MAX:
-            raise GroupCommitBusy(f"{len(self._queue)} calls are waiting for a commit")
+        if len(self._queue) >= self.queued_max:
+            # Refused before anything ran or was admitted: the call changed nothing, its
+            # signed request may be sent again as is.
+            raise ApiError(
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"{len(self._queue)} partner calls are waiting for a commit; retry shortly",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+            )
         answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         answer.add_done_callback(_retrieve)  # a caller gone before the answer logs no warning
         self._queue.append(_Queued(job, answer))

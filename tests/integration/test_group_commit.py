@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from gateway.errors import ApiError
 from gateway.group_commit import GroupCommit, Job
 from infra.db import Conn
 
@@ -135,8 +136,10 @@ async def test_a_call_that_lost_a_lock_conflict_runs_again_alone(
     calls[2].fail = "deadlock"
     group = asyncio.gather(*(committer.run(call.job()) for call in calls), return_exceptions=True)
     answers = await group
-    assert answers[:2] == ["worked 0", "worked 1"] and answers[3:] == ["worked 3", "worked 4"]
-    assert calls[2].ran_alone and not any(c.ran_alone for c in calls if c.call != 2)
+    assert answers[:2] == ["worked 0", "worked 1"]
+    assert answers[3:] == ["worked 3", "worked 4"]
+    assert calls[2].ran_alone
+    assert not any(c.ran_alone for c in calls if c.call != 2)
     assert isinstance(answers[2], asyncpg.DeadlockDetectedError)  # alone, it fails the same way
     assert await rows(pool) == [(n, "work") for n in range(5) if n != 2]
 
@@ -148,7 +151,8 @@ async def test_a_refused_commit_runs_every_call_alone_so_only_the_culprit_fails(
     calls = [Call(pool, n, fail="duplicate" if n == 1 else None) for n in range(4)]
     answers = await run_all(committer, calls)
     assert all(call.ran_alone for call in calls)
-    assert answers[0] == "worked 0" and answers[2:] == ["worked 2", "worked 3"]
+    assert answers[0] == "worked 0"
+    assert answers[2:] == ["worked 2", "worked 3"]
     assert isinstance(answers[1], asyncpg.UniqueViolationError)
     assert await rows(pool) == [(0, "work"), (2, "work"), (3, "work")]
 
@@ -172,3 +176,16 @@ async def test_lanes_run_groups_side_by_side(pool: asyncpg.Pool, clean: None) ->
     assert await commits(pool) == 6
     await committer.drain()
     assert committer._lanes_busy == 0
+
+
+async def test_calls_beyond_the_queue_bound_are_refused_and_change_nothing(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16, queued_max=2)
+    answers = await run_all(committer, [Call(pool, n) for n in range(5)])
+    assert answers[:2] == ["worked 0", "worked 1"]
+    for refused in answers[2:]:
+        assert isinstance(refused, ApiError)
+        assert refused.status_code == 503
+        assert refused.headers == {"Retry-After": "1"}
+    assert await rows(pool) == [(0, "work"), (1, "work")]
