@@ -1,0 +1,173 @@
+"""PostgreSQL backend CPU per `ledger.earn`, for the migrations as of two points, back to back.
+
+    python tests/load/earn_cpu.py [--before 0086] [--rounds 2] [--functions]
+
+Starts a throwaway embedded PostgreSQL (deleted afterwards) and creates two databases: `before`
+migrated with the migrations numbered up to `--before` only, `after` with all of them. For each
+round and each database, on one connection: 1,000 warm-up earns, `ANALYZE`, then 3,000 measured
+earns (sequential, each its own transaction through `ledger.service.earn`, 2,000 shoppers whose
+wallets exist, one partner), reading the backend's CPU time from /proc/<pg_backend_pid()>/schedstat
+(or utime + stime from /stat) before and after. Prints microseconds of backend CPU per earn.
+
+With `--functions`, one more pass per database with `track_functions = 'all'` prints the self
+and total time of each ledger function and trigger function per earn (pg_stat_user_functions;
+the timing adds overhead of its own, so read the shares, not the absolute figures).
+
+Not a test: nothing asserts; it prints numbers for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from infra import embedded, migrations
+from ledger import service as ledger
+from tests.load.ledger_bench import recreate
+
+WARMUP = 1_000
+MEASURED = 3_000
+SHOPPERS = 2_000
+PARTNER_ID = 1
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_s(pid: int) -> float:
+    """The backend's CPU time: ns-resolution schedstat if there is one, else utime + stime."""
+    schedstat = Path(f"/proc/{pid}/schedstat")
+    if schedstat.exists():
+        return int(schedstat.read_text().split()[0]) / 1e9
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+async def setup(dsn: str, directory: Path) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrations.migrate(conn, directory)
+        expires_at = datetime.now(UTC) + timedelta(days=365)
+        for shopper in range(1, SHOPPERS + 1):
+            await ledger.earn(
+                conn,
+                idempotency_key=f"seed:{shopper}",
+                shopper_id=shopper,
+                partner_id=PARTNER_ID,
+                points=10,
+                issue_price_micros=5_000,
+                expires_at=expires_at,
+            )
+    finally:
+        await conn.close()
+
+
+async def earns(conn: asyncpg.Connection, tag: str, count: int) -> None:
+    expires_at = datetime.now(UTC) + timedelta(days=365)
+    for n in range(count):
+        await ledger.earn(
+            conn,
+            idempotency_key=f"{tag}:{n}",
+            shopper_id=1 + (n * 7919) % SHOPPERS,
+            partner_id=PARTNER_ID,
+            points=100,
+            issue_price_micros=5_000,
+            expires_at=expires_at,
+            metadata={"n": n},
+        )
+
+
+async def measure(dsn: str, tag: str) -> tuple[float, float]:
+    """(backend CPU µs per earn, wall µs per earn) over MEASURED earns after a warm-up."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await earns(conn, f"{tag}:warm", WARMUP)
+        await conn.execute("ANALYZE")
+        cpu0, wall0 = backend_cpu_s(pid), time.perf_counter()
+        await earns(conn, f"{tag}:run", MEASURED)
+        cpu1, wall1 = backend_cpu_s(pid), time.perf_counter()
+    finally:
+        await conn.close()
+    return (cpu1 - cpu0) / MEASURED * 1e6, (wall1 - wall0) / MEASURED * 1e6
+
+
+FUNCTIONS = """
+SELECT schemaname || '.' || funcname AS name, calls, self_time, total_time
+FROM pg_stat_user_functions ORDER BY self_time DESC
+"""
+
+
+async def functions(dsn: str, tag: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET track_functions = 'all'")
+        await earns(conn, f"{tag}:fwarm", 200)
+        await conn.execute("SELECT pg_stat_reset()")
+        await earns(conn, f"{tag}:frun", MEASURED)
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.execute("SELECT 1")
+        rows = await conn.fetch(FUNCTIONS)
+    finally:
+        await conn.close()
+    print(f"  {'function':<40}{'calls/earn':>11}{'self µs':>10}{'total µs':>10}")
+    for r in rows:
+        print(
+            f"  {r['name']:<40}{r['calls'] / MEASURED:>11.2f}"
+            f"{r['self_time'] * 1000 / MEASURED:>10.1f}{r['total_time'] * 1000 / MEASURED:>10.1f}"
+        )
+
+
+async def run(server_dsn: str, before: int, rounds: int, with_functions: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="earn-cpu-migrations-") as scratch:
+        old = Path(scratch)
+        for path in sorted(migrations.MIGRATIONS_DIR.glob("*.sql")):
+            if int(path.name[:4]) <= before:
+                shutil.copy(path, old / path.name)
+        dsns = {
+            "before": await recreate(server_dsn, "earn_cpu_before"),
+            "after": await recreate(server_dsn, "earn_cpu_after"),
+        }
+        await setup(dsns["before"], old)
+        await setup(dsns["after"], migrations.MIGRATIONS_DIR)
+    results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    for r in range(rounds):
+        for name, dsn in dsns.items():
+            cpu, wall = await measure(dsn, f"{name}:{r}")
+            results[name].append((cpu, wall))
+            print(f"round {r} {name:<7} {cpu:8.1f} µs CPU/earn  {wall:8.1f} µs wall/earn")
+    for name, values in results.items():
+        best = min(v[0] for v in values)
+        print(f"{name:<7} best {best:.1f} µs backend CPU per earn over {rounds} round(s)")
+    if with_functions:
+        for name, dsn in dsns.items():
+            print(f"{name}: per-function times (track_functions = 'all')")
+            await functions(dsn, f"{name}:f")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=int, default=86, help="last migration of `before`")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--functions", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="earn-cpu-") as scratch:
+        server = embedded.start(Path(scratch), cleanup_mode="delete")
+        try:
+            asyncio.run(run(server.dsn, args.before, args.rounds, args.functions))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
