@@ -73,6 +73,7 @@ class OpenedKey:
 
     key: PartnerKey
     verifier: HTTPMessageVerifier
+    hmac_key: bytes = field(repr=False)  # the secret's HMAC key (contracts.signing.secret_bytes)
 
 
 @dataclass
