@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -132,6 +133,9 @@ def _lifespan(
             )
         scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
         scheduler.start()
+        # What exists now (modules, the app, the pool) lives as long as the process: keep the
+        # collector from scanning it again and again under load (about 3% of the CPU).
+        gc.freeze()
         try:
             yield
         finally:
