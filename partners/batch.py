@@ -39,6 +39,8 @@ from partners.errors import PartnerRefConflict
 SAVEPOINT_ITEM = "SAVEPOINT batch_item"
 ROLLBACK_ITEM = "ROLLBACK TO SAVEPOINT batch_item; RELEASE SAVEPOINT batch_item"  # one trip
 RELEASE_ITEM = "RELEASE SAVEPOINT batch_item"
+# A created item's savepoint is released together with the next item's, in one trip.
+NEXT_ITEM = "RELEASE SAVEPOINT batch_item; SAVEPOINT batch_item"
 
 # What a batch needs to tell a re-uploaded item from a conflicting one. (Kept beside its only
 # caller; partners/queries.py is the room's SQL file and may take it over.)
@@ -81,13 +83,15 @@ async def purchase_batch(
         )
     }
     answered: dict[int, BatchItemResult] = {}
+    created_open = False  # the last created item's savepoint, not released yet
     for index in _lock_order(req.items):
         item = req.items[index]
         original = recorded.get(item.partner_ref)
         if original is not None:
             answered[index] = _already_recorded(index, item, original)
             continue
-        await conn.execute(SAVEPOINT_ITEM)
+        await conn.execute(NEXT_ITEM if created_open else SAVEPOINT_ITEM)
+        created_open = False
         try:
             created = await purchase(conn, partner_id, item, idempotency_key=idempotency_key)
         except DomainError as exc:
@@ -97,7 +101,7 @@ async def purchase_batch(
             continue
         # Any other exception is a fault, not a refusal: it aborts the whole call (nothing is
         # stored, so the partner's retry with the same Idempotency-Key runs it again).
-        await conn.execute(RELEASE_ITEM)
+        created_open = True
         answered[index] = BatchItemResult(
             index=index,
             partner_ref=item.partner_ref,
@@ -106,6 +110,8 @@ async def purchase_batch(
             points_earned=created.points_earned,
             breakdown=created.breakdown,
         )
+    if created_open:
+        await conn.execute(RELEASE_ITEM)
     assert len(answered) == len(req.items), "every item gets exactly one answer"
     results = [answered[index] for index in range(len(req.items))]
     return PurchaseBatchResult(
