@@ -50,10 +50,19 @@ def _fingerprint(request: Request[Any, Any, Any], body: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class _Stored(Generic[T]):
-    """The effect ran and its response was stored beside it, to be answered after the commit."""
+    """The effect ran and its response was stored beside it, to be answered after the commit
+    (in a group: `record` is stored for the whole group just before the commit)."""
 
     result: T
     body: bytes
+    record: tuple[int, str, bytes, int, bytes] | None = None  # INSERT_IDEMPOTENCY_RECORD's
+
+
+async def _store_group(conn: Conn, outcomes: list[_Outcome[Any]]) -> None:
+    """The records of a group's calls whose effect ran, in one pipelined round trip."""
+    records = [o.record for o in outcomes if isinstance(o, _Stored) and o.record is not None]
+    if records:
+        await conn.executemany(queries.INSERT_IDEMPOTENCY_RECORD, records)
 
 
 # What the transaction decided, answered only once it has committed: a refusal or the effect's
@@ -90,7 +99,14 @@ async def run_once(
     app_state: AppState = request.app.state.app
     committer = app_state.group_commit
     if grouped and committer is not None:
-        outcome = await committer.run(Job(call.work, call.undone, call.alone))
+        job = Job(
+            call.work,
+            call.undone,
+            call.alone,
+            finish=_store_group,
+            exclusive=(call.partner_id, key),  # its record is written at the group's end
+        )
+        outcome = await committer.run(job)
     else:
         outcome = await call.alone()
     return _answer(outcome, status_code, on_committed)
@@ -128,15 +144,16 @@ class _Call(Generic[T]):
             )
 
     async def work(self, conn: Conn) -> _Outcome[T]:
-        """In a group's transaction, after the call's savepoint: admit, then the effect and
-        its record. A failing effect raises, and the group rolls the whole call back."""
+        """In a group's transaction, after the call's savepoint: admit, then the effect; its
+        record is written with the group's (`_store_group`) before the group commits. A
+        failing effect raises, and the group rolls the whole call back."""
         answered = await self._admitted(conn)
         if answered is not None:
             return answered
         result = await self.effect(conn)
         body = msgspec.json.encode(result)
-        await _store(conn, self.partner_id, self.key, self.fingerprint, self.status_code, body)
-        return _Stored(result, body)
+        record = (self.partner_id, self.key, self.fingerprint, self.status_code, body)
+        return _Stored(result, body, record)
 
     async def undone(self, conn: Conn, failure: Exception) -> _Outcome[T]:
         """After the group rolled the call back: admit it again, without the key's claim (its

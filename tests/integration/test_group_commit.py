@@ -52,8 +52,10 @@ class Call:
     fail: str | None = None  # None | "refuse" | "deadlock" | "duplicate" | "terminate"
     ran_alone: bool = False
 
+    exclusive: str | None = None
+
     def job(self) -> Job[str]:
-        return Job(self.work, self.undone, self.alone)
+        return Job(self.work, self.undone, self.alone, finish=finish, exclusive=self.exclusive)
 
     async def work(self, conn: Conn) -> str:
         await conn.execute("INSERT INTO group_calls (call, what) VALUES ($1, 'work')", self.call)
@@ -80,10 +82,28 @@ class Call:
             return await self.work(conn)
 
 
+async def finish(conn: Conn, results: list[str]) -> None:
+    """What a group writes once for its calls that worked (as the idempotency records are)."""
+    if "worked 13" in results:
+        raise asyncpg.UniqueViolationError("a finisher refused")
+    calls = [int(result.split()[1]) for result in results]
+    await conn.executemany(
+        "INSERT INTO group_calls (call, what) VALUES ($1, 'finish')", [(c,) for c in calls]
+    )
+
+
 async def rows(pool: asyncpg.Pool) -> list[tuple[int, str]]:
     async with pool.acquire() as conn:
-        found = await conn.fetch("SELECT call, what FROM group_calls ORDER BY call, what")
+        found = await conn.fetch(
+            "SELECT call, what FROM group_calls WHERE what <> 'finish' ORDER BY call, what"
+        )
     return [(r["call"], r["what"]) for r in found]
+
+
+async def finished(pool: asyncpg.Pool) -> list[int]:
+    async with pool.acquire() as conn:
+        found = await conn.fetch("SELECT call FROM group_calls WHERE what = 'finish' ORDER BY call")
+    return [r["call"] for r in found]
 
 
 async def commits(pool: asyncpg.Pool) -> int:
@@ -105,6 +125,7 @@ async def test_concurrent_calls_share_one_commit(pool: asyncpg.Pool, clean: None
     answers = await run_all(committer, calls)
     assert answers == [f"worked {n}" for n in range(10)]
     assert await rows(pool) == [(n, "work") for n in range(10)]
+    assert await finished(pool) == list(range(10))
     assert await commits(pool) == 1  # ten calls queued before the lane ran: one transaction
 
 
@@ -189,3 +210,36 @@ async def test_calls_beyond_the_queue_bound_are_refused_and_change_nothing(
         assert refused.status_code == 503
         assert refused.headers == {"Retry-After": "1"}
     assert await rows(pool) == [(0, "work"), (1, "work")]
+
+
+async def test_a_group_finishes_once_for_the_calls_that_worked(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n, fail="refuse" if n == 3 else None) for n in range(6)]
+    await run_all(committer, calls)
+    assert await finished(pool) == [0, 1, 2, 4, 5]
+    assert await commits(pool) == 1
+
+
+async def test_a_refused_finish_runs_every_call_alone(pool: asyncpg.Pool, clean: None) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n) for n in (11, 12, 13)]  # the finisher refuses call 13's result
+    answers = await run_all(committer, calls)
+    assert answers == ["worked 11", "worked 12", "worked 13"]
+    assert all(call.ran_alone for call in calls)
+    assert await rows(pool) == [(11, "work"), (12, "work"), (13, "work")]
+    assert await finished(pool) == []  # the group committed nothing
+
+
+async def test_calls_with_the_same_exclusive_value_never_share_a_group(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n, exclusive="key" if n in (0, 2) else None) for n in range(4)]
+    answers = await run_all(committer, calls)
+    assert answers == [f"worked {n}" for n in range(4)]
+    async with pool.acquire() as conn:
+        txid_of = dict(await conn.fetch("SELECT call, txid::text FROM group_calls"))
+    assert txid_of[0] == txid_of[1] == txid_of[3]
+    assert txid_of[2] != txid_of[0]  # held back, in the next group
