@@ -37,9 +37,22 @@ JobFn = Callable[[asyncpg.Pool], Awaitable[int]]
 
 @dataclass(frozen=True)
 class Job:
+    """run returns how many items it processed. A run that filled its batch (`batch_full`
+    items or more) re-runs at once: a backlog is drained without waiting. Any other run waits
+    `interval_s`, so under steady load a job runs at its interval over what queued meanwhile
+    instead of looping over a few items at a time: each run has a fixed cost (a checkout, its
+    plans, a commit) that measured about 0.5 ms of PostgreSQL CPU per purchase when the jobs
+    looped. None: re-run at once whenever the run processed anything (jobs that act rarely)."""
+
     name: str
     interval_s: float
-    run: JobFn  # returns how many items it processed; a full batch re-runs at once
+    run: JobFn
+    batch_full: int | None = None
+
+    def again_at_once(self, processed: int) -> bool:
+        if self.batch_full is None:
+            return processed > 0
+        return processed >= self.batch_full
 
 
 class Scheduler:
@@ -68,10 +81,7 @@ class Scheduler:
                 # The database may be restarting: log, wait, try again.
                 log.warning("job failed", extra={"job": job.name, "error": str(exc)})
                 processed = 0
-            if processed == 0:
-                await asyncio.sleep(job.interval_s)
-            else:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0 if job.again_at_once(processed) else job.interval_s)
 
 
 async def _fold_deltas(pool: asyncpg.Pool) -> int:
@@ -113,14 +123,24 @@ async def _refresh_segments(pool: asyncpg.Pool) -> int:
 def default_jobs() -> list[Job]:
     """The jobs every server process runs."""
     return [
-        Job("ledger.fold_deltas", ROLLUP_INTERVAL_S, _fold_deltas),
-        Job("ledger.seal_blocks", SEAL_INTERVAL_S, _seal_blocks),
-        Job("ledger.release_expired_holds", HOLD_RELEASE_INTERVAL_S, _release_expired_holds),
-        Job("ledger.expire_lots", EXPIRY_INTERVAL_S, _expire_lots),
+        Job("ledger.fold_deltas", ROLLUP_INTERVAL_S, _fold_deltas, ledger.ROLLUP_BATCH_MAX),
+        Job("ledger.seal_blocks", SEAL_INTERVAL_S, _seal_blocks, ledger.SEAL_BATCH_MAX),
+        Job(
+            "ledger.release_expired_holds",
+            HOLD_RELEASE_INTERVAL_S,
+            _release_expired_holds,
+            ledger.WORKER_BATCH_MAX,
+        ),
+        Job("ledger.expire_lots", EXPIRY_INTERVAL_S, _expire_lots, ledger.WORKER_BATCH_MAX),
         Job("settlement.close_due_periods", SETTLEMENT_INTERVAL_S, _close_due_periods),
         Job("shoppers.review_tiers", TIER_REVIEW_INTERVAL_S, _review_tiers),
         Job("shoppers.expiry_notices", EXPIRY_NOTICE_INTERVAL_S, _record_expiry_notices),
-        Job("shoppers.refresh_aggregates", AGGREGATES_INTERVAL_S, aggregates.refresh_aggregates),
+        Job(
+            "shoppers.refresh_aggregates",
+            AGGREGATES_INTERVAL_S,
+            aggregates.refresh_aggregates,
+            aggregates.FOLD_BATCH_MAX * aggregates.FOLD_BATCHES_PER_RUN_MAX,
+        ),
         # The refresh itself runs at most hourly across processes; this is how often to ask.
         Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
     ]

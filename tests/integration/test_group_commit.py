@@ -240,6 +240,7 @@ async def test_calls_with_the_same_exclusive_value_never_share_a_group(
     answers = await run_all(committer, calls)
     assert answers == [f"worked {n}" for n in range(4)]
     async with pool.acquire() as conn:
-        txid_of = dict(await conn.fetch("SELECT call, txid::text FROM group_calls"))
+        found = await conn.fetch("SELECT call, txid::text AS txid FROM group_calls")
+    txid_of: dict[int, str] = {r["call"]: r["txid"] for r in found}
     assert txid_of[0] == txid_of[1] == txid_of[3]
     assert txid_of[2] != txid_of[0]  # held back, in the next group
