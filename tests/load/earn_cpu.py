@@ -1,6 +1,8 @@
-"""PostgreSQL backend CPU per `ledger.earn`, for the migrations as of two points, back to back.
+"""PostgreSQL backend CPU per `ledger.earn` (or burn, or hold + capture), for the migrations as
+of two points, back to back.
 
-    python tests/load/earn_cpu.py [--before 0086] [--rounds 2] [--functions]
+    python tests/load/earn_cpu.py [--operation earn|burn|hold] [--before N] [--rounds 2]
+                                   [--functions]
 
 Starts a throwaway embedded PostgreSQL (deleted afterwards) and creates two databases: `before`
 migrated with the migrations numbered up to `--before` only, `after` with all of them. For each
@@ -9,8 +11,15 @@ earns (sequential, each its own transaction through `ledger.service.earn`, 2,000
 wallets exist, one partner), reading the backend's CPU time from /proc/<pg_backend_pid()>/schedstat
 (or utime + stime from /stat) before and after. Prints microseconds of backend CPU per earn.
 
+With `--operation burn` (default `--before` 0090) the same, for burns of 100 points at one
+partner's till: each shopper is also funded, in setup, with three lots of 100,000 points that
+expire 200, 300 and 365 days out, so a burn usually consumes one lot and now and then two.
+With `--operation hold` (default `--before` 0091) each measured unit is a checkout with a hold:
+`ledger.hold` of 100 points, then `ledger.capture` of 90 of them (two transactions), on the
+same funded shoppers; the figures are per hold + capture pair.
+
 With `--functions`, one more pass per database with `track_functions = 'all'` prints the self
-and total time of each ledger function and trigger function per earn (pg_stat_user_functions;
+and total time of each ledger function and trigger function per operation (pg_stat_user_functions;
 the timing adds overhead of its own, so read the shares, not the absolute figures).
 
 Not a test: nothing asserts; it prints numbers for docs/performance.md.
@@ -40,6 +49,8 @@ WARMUP = 1_000
 MEASURED = 3_000
 SHOPPERS = 2_000
 PARTNER_ID = 1
+REDEEMING_PARTNER_ID = 2
+FUNDING_LOTS = ((200, 100_000), (300, 100_000), (365, 100_000))  # (days to expiry, points)
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
@@ -53,7 +64,7 @@ def backend_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
-async def setup(dsn: str, directory: Path) -> None:
+async def setup(dsn: str, directory: Path, operation: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await migrations.migrate(conn, directory)
@@ -68,13 +79,56 @@ async def setup(dsn: str, directory: Path) -> None:
                 issue_price_micros=5_000,
                 expires_at=expires_at,
             )
+            if operation == "earn":
+                continue
+            for days, points in FUNDING_LOTS:
+                await ledger.earn(
+                    conn,
+                    idempotency_key=f"fund:{shopper}:{days}",
+                    shopper_id=shopper,
+                    partner_id=PARTNER_ID,
+                    points=points,
+                    issue_price_micros=5_000,
+                    expires_at=datetime.now(UTC) + timedelta(days=days),
+                )
     finally:
         await conn.close()
 
 
-async def earns(conn: asyncpg.Connection, tag: str, count: int) -> None:
+async def operations(conn: asyncpg.Connection, operation: str, tag: str, count: int) -> None:
     expires_at = datetime.now(UTC) + timedelta(days=365)
     for n in range(count):
+        if operation == "hold":
+            held = await ledger.hold(
+                conn,
+                idempotency_key=f"{tag}:{n}:hold",
+                shopper_id=1 + (n * 7919) % SHOPPERS,
+                partner_id=REDEEMING_PARTNER_ID,
+                points=100,
+                expires_at=expires_at,
+                metadata={"n": n},
+            )
+            assert held.hold_id is not None
+            await ledger.capture(
+                conn,
+                idempotency_key=f"{tag}:{n}:capture",
+                hold_id=held.hold_id,
+                points=90,
+                redemption_price_micros=4_000,
+                metadata={"n": n},
+            )
+            continue
+        if operation == "burn":
+            await ledger.burn(
+                conn,
+                idempotency_key=f"{tag}:{n}",
+                shopper_id=1 + (n * 7919) % SHOPPERS,
+                partner_id=REDEEMING_PARTNER_ID,
+                points=100,
+                redemption_price_micros=4_000,
+                metadata={"n": n},
+            )
+            continue
         await ledger.earn(
             conn,
             idempotency_key=f"{tag}:{n}",
@@ -87,15 +141,15 @@ async def earns(conn: asyncpg.Connection, tag: str, count: int) -> None:
         )
 
 
-async def measure(dsn: str, tag: str) -> tuple[float, float]:
-    """(backend CPU µs per earn, wall µs per earn) over MEASURED earns after a warm-up."""
+async def measure(dsn: str, operation: str, tag: str) -> tuple[float, float]:
+    """(backend CPU µs, wall µs) per operation over MEASURED of them after a warm-up."""
     conn = await asyncpg.connect(dsn)
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
-        await earns(conn, f"{tag}:warm", WARMUP)
+        await operations(conn, operation, f"{tag}:warm", WARMUP)
         await conn.execute("ANALYZE")
         cpu0, wall0 = backend_cpu_s(pid), time.perf_counter()
-        await earns(conn, f"{tag}:run", MEASURED)
+        await operations(conn, operation, f"{tag}:run", MEASURED)
         cpu1, wall1 = backend_cpu_s(pid), time.perf_counter()
     finally:
         await conn.close()
@@ -108,19 +162,19 @@ FROM pg_stat_user_functions ORDER BY self_time DESC
 """
 
 
-async def functions(dsn: str, tag: str) -> None:
+async def functions(dsn: str, operation: str, tag: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET track_functions = 'all'")
-        await earns(conn, f"{tag}:fwarm", 200)
+        await operations(conn, operation, f"{tag}:fwarm", 200)
         await conn.execute("SELECT pg_stat_reset()")
-        await earns(conn, f"{tag}:frun", MEASURED)
+        await operations(conn, operation, f"{tag}:frun", MEASURED)
         await conn.execute("SELECT pg_stat_force_next_flush()")
         await conn.execute("SELECT 1")
         rows = await conn.fetch(FUNCTIONS)
     finally:
         await conn.close()
-    print(f"  {'function':<40}{'calls/earn':>11}{'self µs':>10}{'total µs':>10}")
+    print(f"  {'function':<40}{'calls/' + operation:>11}{'self µs':>10}{'total µs':>10}")
     for r in rows:
         print(
             f"  {r['name']:<40}{r['calls'] / MEASURED:>11.2f}"
@@ -128,7 +182,9 @@ async def functions(dsn: str, tag: str) -> None:
         )
 
 
-async def run(server_dsn: str, before: int, rounds: int, with_functions: bool) -> None:
+async def run(
+    server_dsn: str, operation: str, before: int, rounds: int, with_functions: bool
+) -> None:
     with tempfile.TemporaryDirectory(prefix="earn-cpu-migrations-") as scratch:
         old = Path(scratch)
         for path in sorted(migrations.MIGRATIONS_DIR.glob("*.sql")):
@@ -138,33 +194,45 @@ async def run(server_dsn: str, before: int, rounds: int, with_functions: bool) -
             "before": await recreate(server_dsn, "earn_cpu_before"),
             "after": await recreate(server_dsn, "earn_cpu_after"),
         }
-        await setup(dsns["before"], old)
-        await setup(dsns["after"], migrations.MIGRATIONS_DIR)
+        await setup(dsns["before"], old, operation)
+        await setup(dsns["after"], migrations.MIGRATIONS_DIR, operation)
     results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     for r in range(rounds):
         for name, dsn in dsns.items():
-            cpu, wall = await measure(dsn, f"{name}:{r}")
+            cpu, wall = await measure(dsn, operation, f"{name}:{r}")
             results[name].append((cpu, wall))
-            print(f"round {r} {name:<7} {cpu:8.1f} µs CPU/earn  {wall:8.1f} µs wall/earn")
+            print(
+                f"round {r} {name:<7} {cpu:8.1f} µs CPU/{operation}"
+                f"  {wall:8.1f} µs wall/{operation}"
+            )
     for name, values in results.items():
         best = min(v[0] for v in values)
-        print(f"{name:<7} best {best:.1f} µs backend CPU per earn over {rounds} round(s)")
+        print(f"{name:<7} best {best:.1f} µs backend CPU per {operation} over {rounds} round(s)")
     if with_functions:
         for name, dsn in dsns.items():
             print(f"{name}: per-function times (track_functions = 'all')")
-            await functions(dsn, f"{name}:f")
+            await functions(dsn, operation, f"{name}:f")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=int, default=86, help="last migration of `before`")
+    parser.add_argument("--operation", choices=("earn", "burn", "hold"), default="earn")
+    parser.add_argument(
+        "--before",
+        type=int,
+        default=None,
+        help="last migration of `before` (default: 86 for earn, 90 for burn, 91 for hold)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--functions", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="earn-cpu-") as scratch:
         server = embedded.start(Path(scratch), cleanup_mode="delete")
         try:
-            asyncio.run(run(server.dsn, args.before, args.rounds, args.functions))
+            before = args.before
+            if before is None:
+                before = {"earn": 86, "burn": 90, "hold": 91}[args.operation]
+            asyncio.run(run(server.dsn, args.operation, before, args.rounds, args.functions))
         finally:
             server.stop()
 
