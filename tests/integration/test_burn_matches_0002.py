@@ -16,53 +16,21 @@ and the ledger sequences must be the same.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-import pytest
 
-from infra import migrations
 from ledger import _queries as q
-from tests.conftest import TEMPLATE_DB
-from tests.integration.test_earn_matches_0002 import DUMPS
-from tests.support.databases import create_database, drop_database
-
-SEQUENCES = (
-    "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'ledger' ORDER BY 1"
-)
-
-
-def function_0002(name: str) -> str:
-    """0002's CREATE FUNCTION ledger.<name>, as CREATE OR REPLACE."""
-    text = (migrations.MIGRATIONS_DIR / "0002_ledger.sql").read_text(encoding="utf-8")
-    match = re.search(rf"CREATE FUNCTION ledger\.{name}\(.*?\nEND \$\$;", text, re.DOTALL)
-    assert match is not None
-    return match[0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-
-
-def at(year: int, month: int = 1) -> datetime:
-    return datetime(year, month, 1, tzinfo=UTC)
-
+from tests.support.ledger_twins import DUMPS, SEQUENCES, Recorder, at, run_on_twins
 
 LOT_EXPIRY = at(2030)
 
 
 async def script(conn: asyncpg.Connection) -> list[Any]:
-    out: list[Any] = []
-
-    async def op(name: str, query: str, *args: Any) -> Any:
-        try:
-            async with conn.transaction():
-                raw = await conn.fetchval(query, *args)
-        except asyncpg.PostgresError as exc:
-            out.append([name, "error", exc.sqlstate, str(exc), exc.detail])
-            return None
-        value = json.loads(raw) if isinstance(raw, str) else raw
-        out.append([name, value])
-        return value
+    recorder = Recorder(conn)
+    out, op = recorder.out, recorder.op
 
     def earn(
         key: str,
@@ -182,32 +150,14 @@ async def script(conn: asyncpg.Connection) -> list[Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-async def twin_dsns(server_dsn: str, template_dsn: str) -> AsyncIterator[tuple[str, str]]:
-    reference = await create_database(server_dsn, template=TEMPLATE_DB)
-    current = await create_database(server_dsn, template=TEMPLATE_DB)
-    try:
-        yield reference, current
-    finally:
-        await drop_database(server_dsn, reference)
-        await drop_database(server_dsn, current)
-
-
 async def test_burn_does_what_0002_burn_did(twin_dsns: tuple[str, str]) -> None:
-    reference_dsn, current_dsn = twin_dsns
-    reference = await asyncpg.connect(reference_dsn)
-    current = await asyncpg.connect(current_dsn)
-    try:
-        await reference.execute(function_0002("burn"))
-        assert await current.fetchval(
-            "SELECT prosrc LIKE '%The usual burn%' FROM pg_proc WHERE oid = "
-            "'ledger.burn(text, bigint, bigint, bigint, bigint, jsonb)'::regprocedure"
-        )
-        expected = await script(reference)
-        actual = await script(current)
-    finally:
-        await reference.close()
-        await current.close()
+    expected, actual = await run_on_twins(
+        twin_dsns,
+        restore_0002=["burn"],
+        current_is_new="SELECT prosrc LIKE '%The usual burn%' FROM pg_proc WHERE oid = "
+        "'ledger.burn(text, bigint, bigint, bigint, bigint, jsonb)'::regprocedure",
+        script=script,
+    )
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         assert got == want

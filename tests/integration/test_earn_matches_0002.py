@@ -12,68 +12,21 @@ timestamps and transaction ids left out) must be the same.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
-import pytest
 
-from infra import migrations
 from ledger import _queries as q
-from tests.conftest import TEMPLATE_DB
-from tests.support.databases import create_database, drop_database
-
-DUMPS = {
-    "account": "SELECT account_id, owner_kind, owner_id, purpose, asset, floor_rule, rollup, name"
-    " FROM ledger.account ORDER BY 1",
-    "entry": "SELECT entry_id, kind, idempotency_key, shopper_id, partner_id, corrects_entry_id,"
-    " args, metadata FROM ledger.entry ORDER BY 1",
-    "posting": "SELECT posting_id, entry_id, account_id, asset, amount FROM ledger.posting"
-    " ORDER BY 1",
-    "operation": "SELECT idempotency_key, operation, args, entry_id, result FROM ledger.operation"
-    " ORDER BY 1",
-    "wallet": "SELECT * FROM ledger.wallet ORDER BY 1",
-    "lot": "SELECT shopper_id, lot_id, root_lot_id, entry_id, partner_id, issue_price_micros,"
-    " origin, expires_at, points, remaining, reserved FROM ledger.lot ORDER BY 1, 2",
-    "hold": "SELECT * FROM ledger.hold ORDER BY 1, 2",
-    "hold_lot": "SELECT * FROM ledger.hold_lot ORDER BY 1, 2, 3",
-    "consumption": "SELECT * FROM ledger.consumption ORDER BY 1, 2, 3",
-    "account_balance": "SELECT account_id, balance FROM ledger.account_balance ORDER BY 1",
-    "balance_delta": "SELECT * FROM ledger.balance_delta ORDER BY 1",
-    "seal_queue": "SELECT * FROM ledger.seal_queue ORDER BY 1",
-}
-
-
-def earn_0002() -> str:
-    """0002's CREATE FUNCTION ledger.earn, as CREATE OR REPLACE."""
-    text = (migrations.MIGRATIONS_DIR / "0002_ledger.sql").read_text(encoding="utf-8")
-    match = re.search(r"CREATE FUNCTION ledger\.earn\(.*?\nEND \$\$;", text, re.DOTALL)
-    assert match is not None
-    return match[0].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-
-
-def at(year: int, month: int = 1) -> datetime:
-    return datetime(year, month, 1, tzinfo=UTC)
-
+from tests.support.ledger_twins import DUMPS, Recorder, at, run_on_twins
 
 LOT_EXPIRY = at(2030)
 
 
 async def script(conn: asyncpg.Connection) -> list[Any]:
-    out: list[Any] = []
-
-    async def op(name: str, query: str, *args: Any) -> Any:
-        try:
-            async with conn.transaction():
-                raw = await conn.fetchval(query, *args)
-        except asyncpg.PostgresError as exc:
-            out.append([name, "error", exc.sqlstate, str(exc), exc.detail])
-            return None
-        value = json.loads(raw) if isinstance(raw, str) else raw
-        out.append([name, value])
-        return value
+    recorder = Recorder(conn)
+    out, op = recorder.out, recorder.op
 
     def earn(
         key: str,
@@ -143,33 +96,15 @@ async def script(conn: asyncpg.Connection) -> list[Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-async def twin_dsns(server_dsn: str, template_dsn: str) -> AsyncIterator[tuple[str, str]]:
-    reference = await create_database(server_dsn, template=TEMPLATE_DB)
-    current = await create_database(server_dsn, template=TEMPLATE_DB)
-    try:
-        yield reference, current
-    finally:
-        await drop_database(server_dsn, reference)
-        await drop_database(server_dsn, current)
-
-
 async def test_earn_does_what_0002_earn_did(twin_dsns: tuple[str, str]) -> None:
-    reference_dsn, current_dsn = twin_dsns
-    reference = await asyncpg.connect(reference_dsn)
-    current = await asyncpg.connect(current_dsn)
-    try:
-        await reference.execute(earn_0002())
-        assert await current.fetchval(
-            "SELECT prosrc LIKE '%The usual earn%' FROM pg_proc WHERE oid = "
-            "'ledger.earn(text, bigint, bigint, bigint, bigint, timestamptz, text, jsonb)'"
-            "::regprocedure"
-        )
-        expected = await script(reference)
-        actual = await script(current)
-    finally:
-        await reference.close()
-        await current.close()
+    expected, actual = await run_on_twins(
+        twin_dsns,
+        restore_0002=["earn"],
+        current_is_new="SELECT prosrc LIKE '%The usual earn%' FROM pg_proc WHERE oid = "
+        "'ledger.earn(text, bigint, bigint, bigint, bigint, timestamptz, text, jsonb)'"
+        "::regprocedure",
+        script=script,
+    )
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected, strict=True):
         assert got == want
