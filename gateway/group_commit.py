@@ -37,13 +37,12 @@ from contracts.errors import ErrorCode
 from gateway import metrics
 from gateway.errors import ApiError
 from infra.db import Conn
+from infra.settings import GROUP_COMMIT_LANES_MAX, GROUP_COMMIT_SIZE_MAX
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-LANES_MAX = 64
-SIZE_MAX = 32  # subtransactions per group; PostgreSQL caches 64 per backend
 QUEUED_MAX = 10_000  # calls waiting for a lane; beyond, a call is refused (503)
 BUSY_RETRY_AFTER_S = 1
 
@@ -109,8 +108,8 @@ class GroupCommit:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        assert 1 <= self.lanes <= LANES_MAX, self.lanes
-        assert 1 <= self.size_max <= SIZE_MAX, self.size_max
+        assert 1 <= self.lanes <= GROUP_COMMIT_LANES_MAX, self.lanes
+        assert 1 <= self.size_max <= GROUP_COMMIT_SIZE_MAX, self.size_max
         assert 1 <= self.queued_max <= QUEUED_MAX, self.queued_max
 
     async def run(self, job: Job[R]) -> R:

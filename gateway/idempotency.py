@@ -159,7 +159,7 @@ class _Call(Generic[T]):
         """After the group rolled the call back: admit it again, without the key's claim (its
         nonce and its count commit whatever the outcome), and answer the failure."""
         if self.admission is not None:
-            await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
+            await rate_limit.admit_again(conn, self.admission)
         return failure
 
     async def _admitted(self, conn: Conn) -> ApiError | Response[bytes] | None:

@@ -188,6 +188,13 @@ def judge(scope: Scope, admission: Admission | None, row: asyncpg.Record) -> Api
     )
 
 
+async def admit_again(conn: Conn, admission: Admission) -> None:
+    """Admit a call again after its transaction rolled its first admission back with a failed
+    effect (group commit): the nonce and the count commit whatever the outcome. Its decision
+    was made the first time; no Idempotency-Key claim (the failure stores nothing)."""
+    await conn.fetchrow(queries.ADMIT, *arguments(admission, None, None))
+
+
 async def admit_alone(conn: Conn, scope: Scope, admission: Admission) -> ApiError | None:
     """Admit a call outside any transaction of its own: one autocommitted statement."""
     row = await conn.fetchrow(queries.ADMIT, *arguments(admission, None, None))

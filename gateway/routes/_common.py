@@ -102,7 +102,7 @@ class _AdmittedCall(Generic[T]):
 
     async def undone(self, conn: Conn, failure: Exception) -> T | _Raised:
         """The call was rolled back with its admission: admit it again, answer the failure."""
-        await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
+        await rate_limit.admit_again(conn, self.admission)
         return _Raised(failure)
 
     async def _admit(self, conn: Conn) -> Exception | None:
