@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,23 +24,10 @@ import asyncpg
 from ledger import _queries as q
 from tests.support.ledger_twins import DUMPS, SEQUENCES, Recorder, at, run_on_twins
 
-LOT_EXPIRY = at(2030)
-
 
 async def script(conn: asyncpg.Connection) -> list[Any]:
     recorder = Recorder(conn)
-    out, op = recorder.out, recorder.op
-
-    def earn(
-        key: str,
-        shopper: int,
-        partner: int | None,
-        points: int,
-        price: int,
-        expires: datetime | None = LOT_EXPIRY,
-        kind: str = "earn",
-    ) -> Awaitable[Any]:
-        return op(key, q.EARN, key, shopper, partner, points, price, expires, kind, "{}")
+    out, op, earn = recorder.out, recorder.op, recorder.earn
 
     def burn(
         key: str | None,

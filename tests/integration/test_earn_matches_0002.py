@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,24 +20,10 @@ import asyncpg
 from ledger import _queries as q
 from tests.support.ledger_twins import DUMPS, Recorder, at, run_on_twins
 
-LOT_EXPIRY = at(2030)
-
 
 async def script(conn: asyncpg.Connection) -> list[Any]:
     recorder = Recorder(conn)
-    out, op = recorder.out, recorder.op
-
-    def earn(
-        key: str,
-        shopper: int,
-        partner: int | None,
-        points: int,
-        price: int,
-        expires: datetime | None = LOT_EXPIRY,
-        kind: str = "earn",
-        metadata: str = "{}",
-    ) -> Awaitable[Any]:
-        return op(key, q.EARN, key, shopper, partner, points, price, expires, kind, metadata)
+    out, op, earn = recorder.out, recorder.op, recorder.earn
 
     call: Callable[..., Awaitable[Any]] = op
     await earn("g0", 1, None, 10, 0, None, "goodwill", '{"reason": "first"}')

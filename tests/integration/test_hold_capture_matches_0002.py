@@ -26,24 +26,12 @@ import asyncpg
 from ledger import _queries as q
 from tests.support.ledger_twins import DUMPS, SEQUENCES, Recorder, at, run_on_twins
 
-LOT_EXPIRY = at(2030)
 HOLD_EXPIRY = at(2031)
 
 
 async def script(conn: asyncpg.Connection) -> list[Any]:
     recorder = Recorder(conn)
-    out, op = recorder.out, recorder.op
-
-    def earn(
-        key: str,
-        shopper: int,
-        partner: int | None,
-        points: int,
-        price: int,
-        expires: datetime | None = LOT_EXPIRY,
-        kind: str = "earn",
-    ) -> Awaitable[Any]:
-        return op(key, q.EARN, key, shopper, partner, points, price, expires, kind, "{}")
+    out, op, earn = recorder.out, recorder.op, recorder.earn
 
     def hold(
         key: str | None,

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from infra import migrations
+from ledger import _queries as q
 from tests.conftest import TEMPLATE_DB
 from tests.support.databases import create_database, drop_database
 
@@ -59,6 +60,9 @@ def at(year: int, month: int = 1) -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
+LOT_EXPIRY = at(2030)
+
+
 class Recorder:
     """Runs each operation in its own transaction and records what it answered."""
 
@@ -76,6 +80,20 @@ class Recorder:
         value = json.loads(raw) if isinstance(raw, str) else raw
         self.out.append([name, value])
         return value
+
+    def earn(
+        self,
+        key: str,
+        shopper: int,
+        partner: int | None,
+        points: int,
+        price: int,
+        expires: datetime | None = LOT_EXPIRY,
+        kind: str = "earn",
+        metadata: str = "{}",
+    ) -> Awaitable[Any]:
+        """ledger.earn, recorded under its key."""
+        return self.op(key, q.EARN, key, shopper, partner, points, price, expires, kind, metadata)
 
 
 @asynccontextmanager
