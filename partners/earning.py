@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.partners import BPS_ONE, BreakdownItem, Line
 from infra.db import Conn
@@ -233,6 +233,17 @@ async def store(
         now,
         transaction_id,
         partner_id,
+        *stored_columns(basket, items),
+    )
+    assert row is not None, "an aggregate always returns a row"
+    return tiers.qualification_of(row)
+
+
+def stored_columns(basket: Basket, items: Sequence[Item]) -> tuple[list[Any], ...]:
+    """The basket lines and the breakdown as the column arrays the purchase statements take
+    (`STORE_PURCHASE`, `PURCHASE_WRITE`): categories, amounts; kinds, points, campaign ids,
+    payers."""
+    return (
         [category for category, _ in basket.lines],
         [amount for _, amount in basket.lines],
         [item.kind for item in items],
@@ -240,8 +251,6 @@ async def store(
         [item.campaign_id for item in items],
         [item.paid_by for item in items],
     )
-    assert row is not None, "an aggregate always returns a row"
-    return tiers.qualification_of(row)
 
 
 def _campaign_item(rule: campaigns.CampaignRule, points: int) -> Item:

@@ -499,12 +499,7 @@ async def _purchase_written_at_once(
                 {**_network_paid_metadata(partner_id, req), "reason": _NETWORK_PAID_REASON}
             ),
             now,
-            [category for category, _ in basket.lines],
-            [amount for _, amount in basket.lines],
-            [item.kind for item in items],
-            [item.points for item in items],
-            [item.campaign_id for item in items],
-            [item.paid_by for item in items],
+            *earning.stored_columns(basket, items),
             _UPPER_TIER_NAMES,
             _UPPER_TIERS_POINTS_MIN,
             _UPPER_TIERS_SPEND_MIN,
