@@ -232,6 +232,18 @@ async def group_commits(base_url: str) -> tuple[float, float] | None:
     return _report.group_commit_totals(text)
 
 
+def signed_pool(
+    name: str, network: _requests.Network, count: int, *, run: str, seed: int, scratch: Path
+) -> tuple[list[_requests.Planned], Path, Path]:
+    """Plan and pre-sign `count` requests of scenario `name` into wrk's pool files: (the plan,
+    the pools' prefix, the logs' prefix); `run` names this set (refs and keys are unique)."""
+    planned = list(_requests.plan(name, network, count, run=run, seed=seed))
+    pool_prefix = scratch / f"{run}-pool-"
+    log_prefix = scratch / f"{run}-log-"
+    _requests.write_pools(str(pool_prefix), planned, network, threads=WRK_THREADS)
+    return planned, pool_prefix, log_prefix
+
+
 async def scenario(
     name: str,
     *,
@@ -248,10 +260,9 @@ async def scenario(
     run = f"{name}-{time.time_ns()}"
     count = args.requests_per_s_max * args.duration_s
     started = time.monotonic()
-    planned = list(_requests.plan(name, network, count, run=run, seed=len(name)))
-    pool_prefix = scratch / f"{name}-pool-"
-    log_prefix = scratch / f"{name}-log-"
-    _requests.write_pools(str(pool_prefix), planned, network, threads=WRK_THREADS)
+    planned, pool_prefix, log_prefix = signed_pool(
+        name, network, count, run=run, seed=len(name), scratch=scratch
+    )
     generation_s = time.monotonic() - started
     if generation_s + args.duration_s > CREATED_SKEW_S_MAX - CREATED_MARGIN_S:
         # The last requests would reach the server with a `created` it refuses (401).
@@ -353,18 +364,14 @@ async def warm_up(
     """
     purchases = 0
     for round_index in range(WARMUP_ROUNDS_MAX):
-        planned = list(
-            _requests.plan(
-                "earn-spread",
-                network,
-                WARMUP_ROUND_S * args.requests_per_s_max,
-                run=f"warm-up-{round_index}-{time.time_ns()}",
-                seed=round_index,
-            )
+        planned, pool_prefix, log_prefix = signed_pool(
+            "earn-spread",
+            network,
+            WARMUP_ROUND_S * args.requests_per_s_max,
+            run=f"warm-up-{round_index}-{time.time_ns()}",
+            seed=round_index,
+            scratch=scratch,
         )
-        pool_prefix = scratch / f"warm-up-{round_index}-pool-"
-        log_prefix = scratch / f"warm-up-{round_index}-log-"
-        _requests.write_pools(str(pool_prefix), planned, network, threads=WRK_THREADS)
         await run_wrk(
             wrk,
             base_url,
