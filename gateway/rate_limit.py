@@ -196,7 +196,8 @@ async def admit_again(conn: Conn, admission: Admission) -> None:
 
 
 async def admit_alone(conn: Conn, scope: Scope, admission: Admission) -> ApiError | None:
-    """Admit a call outside any transaction of its own: one autocommitted statement."""
+    """Admit a call without an Idempotency-Key claim: one statement, in the caller's
+    transaction or autocommitted. The refusal, if refused."""
     row = await conn.fetchrow(queries.ADMIT, *arguments(admission, None, None))
     assert row is not None, "gateway_admit returns one row"
     return judge(scope, admission, row)

@@ -106,6 +106,4 @@ class _AdmittedCall(Generic[T]):
         return _Raised(failure)
 
     async def _admit(self, conn: Conn) -> Exception | None:
-        row = await conn.fetchrow(queries.ADMIT, *rate_limit.arguments(self.admission, None, None))
-        assert row is not None, "gateway_admit returns one row"
-        return rate_limit.judge(self.request.scope, self.admission, row)
+        return await rate_limit.admit_alone(conn, self.request.scope, self.admission)
