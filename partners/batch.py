@@ -1,7 +1,9 @@
-"""Purchase batches: a partner's end-of-day file from offline stores, posted item by item.
+"""Purchase batches: a partner's end-of-day file from offline stores.
 
-The whole call runs in the caller's transaction (the gateway's idempotency transaction), and
-each item in its own SAVEPOINT around `operations.purchase`. The ledger operations open no
+The whole call runs in the caller's transaction (the gateway's idempotency transaction). The
+plain items (partner-paid points only) are written first, set-based (`purchase_many`, when
+`set_based`); every other item, and any the set-based half leaves, is posted by itself in its
+own SAVEPOINT around `operations.purchase`, as below. The ledger operations open no
 savepoint of their own and a domain error aborts the enclosing transaction, so without one
 per item a single unknown card would fail every neighbour. A rolled-back savepoint leaves
 nothing of its item (no entry, no lot, no record, no campaign award, no event).
@@ -29,8 +31,10 @@ from contracts.partners import (
     PurchaseBatchRequest,
     PurchaseBatchResult,
     PurchaseRequest,
+    PurchaseResult,
 )
 from infra.db import Conn
+from partners import purchase_many
 from partners._common import atomic
 from partners.errors import PartnerRefConflict
 
@@ -67,9 +71,16 @@ class BatchTooLarge(DomainError):
 
 @atomic
 async def purchase_batch(
-    conn: Conn, partner_id: int, req: PurchaseBatchRequest, *, idempotency_key: str
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseBatchRequest,
+    *,
+    idempotency_key: str,
+    set_based: bool,
 ) -> PurchaseBatchResult:
-    """Post every item that can be posted; answer each item's outcome in request order."""
+    """Post every item that can be posted; answer each item's outcome in request order.
+    `set_based`: write the plain items together first (`purchase_many`); False posts every
+    item one by one (the reference the set-based writes are compared with)."""
     # Late import: partners.operations exports this function, so it imports this module.
     from partners.operations import purchase
 
@@ -83,8 +94,24 @@ async def purchase_batch(
         )
     }
     answered: dict[int, BatchItemResult] = {}
+    # The plain items first, set-based; the rest one by one below (see purchase_many).
+    order = _lock_order(req.items)
+    first_uses = [
+        (index, req.items[index])
+        for index in order[: len(_first_uses(req.items))]
+        if req.items[index].partner_ref not in recorded
+    ]
+    created_many = {}
+    if set_based:
+        created_many = await purchase_many.post_plain(
+            conn, partner_id, first_uses, idempotency_key=idempotency_key
+        )
+    for index, created in created_many.items():
+        answered[index] = _created(index, req.items[index], created)
     created_open = False  # the last created item's savepoint, not released yet
-    for index in _lock_order(req.items):
+    for index in order:
+        if index in answered:
+            continue
         item = req.items[index]
         original = recorded.get(item.partner_ref)
         if original is not None:
@@ -102,14 +129,7 @@ async def purchase_batch(
         # Any other exception is a fault, not a refusal: it aborts the whole call (nothing is
         # stored, so the partner's retry with the same Idempotency-Key runs it again).
         created_open = True
-        answered[index] = BatchItemResult(
-            index=index,
-            partner_ref=item.partner_ref,
-            status="created",
-            transaction_id=created.transaction_id,
-            points_earned=created.points_earned,
-            breakdown=created.breakdown,
-        )
+        answered[index] = _created(index, item, created)
     if created_open:
         await conn.execute(RELEASE_ITEM)
     assert len(answered) == len(req.items), "every item gets exactly one answer"
@@ -122,6 +142,17 @@ async def purchase_batch(
     )
 
 
+def _created(index: int, item: PurchaseRequest, created: PurchaseResult) -> BatchItemResult:
+    return BatchItemResult(
+        index=index,
+        partner_ref=item.partner_ref,
+        status="created",
+        transaction_id=created.transaction_id,
+        points_earned=created.points_earned,
+        breakdown=created.breakdown,
+    )
+
+
 def _lock_order(items: list[PurchaseRequest]) -> list[int]:
     """Item indexes by card number, file order within a card. Every item locks its shopper's
     wallet (and tier) until the batch commits; concurrent batches that share shoppers (cards
@@ -129,12 +160,17 @@ def _lock_order(items: list[PurchaseRequest]) -> list[int]:
     them in one order. A shopper's own items keep their file order (tier progress follows
     the file). An item repeating an earlier item's `partner_ref` goes last, so the file's
     first use of a ref is the one posted. Answers are returned in request order."""
+    firsts = _first_uses(items)
+    repeats = sorted(set(range(len(items))) - set(firsts))
+    return sorted(firsts, key=lambda index: (items[index].card_number, index)) + repeats
+
+
+def _first_uses(items: list[PurchaseRequest]) -> list[int]:
+    """Indexes of the items that use their `partner_ref` first in the file, in file order."""
     first_of_ref: dict[str, int] = {}
     for index, item in enumerate(items):
         first_of_ref.setdefault(item.partner_ref, index)
-    firsts = [index for index, item in enumerate(items) if first_of_ref[item.partner_ref] == index]
-    repeats = [index for index, item in enumerate(items) if first_of_ref[item.partner_ref] != index]
-    return sorted(firsts, key=lambda index: (items[index].card_number, index)) + repeats
+    return sorted(first_of_ref.values())
 
 
 async def _refused(

@@ -25,6 +25,7 @@ import asyncpg
 import msgspec
 
 from contracts.campaigns import Campaign, CampaignCreate, CampaignPage, Offer
+from contracts.errors import DomainError
 from contracts.partners import (
     TRANSACTIONS_LIMIT_MAX,
     CaptureRequest,
@@ -535,6 +536,111 @@ async def _purchase_written_at_once(
 
 
 @dataclass(frozen=True)
+class PlainPurchase:
+    """A purchase that needs partner-paid points only (base and tier bonus: no campaign bonus,
+    no network-paid points, no referral reward), assessed from its read: what
+    `partners.purchase_many` writes set-based with others, the same rows as
+    `_purchase_written_at_once` would write for it."""
+
+    req: PurchaseRequest
+    shopper_id: int
+    pricing: Pricing
+    expires_at: datetime
+    items: tuple[earning.Item, ...]
+    lines: tuple[tuple[str, int], ...]
+    transaction_id: uuid.UUID
+
+    @property
+    def points(self) -> int:
+        return sum(item.points for item in self.items)
+
+    def earn_metadata_json(self) -> str:
+        return _metadata_json(_purchase_metadata(self.req))
+
+    def event_payload(self) -> dict[str, Any]:
+        return _event_payload(
+            self.shopper_id,
+            str(self.transaction_id),
+            self.req.partner_ref,
+            self.points,
+            amount_minor=self.req.amount_minor,
+        )
+
+    def event_payload_text(self) -> str:
+        return outbox.payload_text(_PURCHASE_RECORDED, self.event_payload())
+
+    def result(self, balance: int) -> PurchaseResult:
+        return PurchaseResult(
+            transaction_id=str(self.transaction_id),
+            points_earned=self.points,
+            balance=balance,
+            breakdown=[item.contract() for item in self.items],
+        )
+
+
+# What partners.purchase_many passes on for the tier step (0093 takes 0085's arrays).
+UPPER_TIER_NAMES = _UPPER_TIER_NAMES
+UPPER_TIERS_POINTS_MIN = _UPPER_TIERS_POINTS_MIN
+UPPER_TIERS_SPEND_MIN = _UPPER_TIERS_SPEND_MIN
+
+
+def plain_purchase(
+    row: asyncpg.Record, partner_id: int, req: PurchaseRequest, *, now: datetime
+) -> PlainPurchase | None:
+    """The purchase as a `PlainPurchase` from its row of `queries.PURCHASE_CONTEXT_MANY`, or
+    None when it is not one: refused by its read (`purchase` raises the same error when it
+    runs), a referral that may pay, a campaign bonus, or no points at all."""
+    try:
+        ctx = purchase_context_of(row, req, now=now)
+        basket = earning.basket_of(req.amount_minor, req.lines)
+    except DomainError:
+        return None
+    if ctx.referral_pending:
+        return None
+    assessment = earning.assess_read(
+        partner_id, ctx.pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts
+    )
+    if assessment.bonuses:
+        return None  # awarded under the campaign's lock, one purchase at a time
+    items = tuple(assessment.fixed_items())
+    assert all(item.paid_by == "partner" for item in items), items
+    if sum(item.points for item in items) <= 0:
+        return None
+    return PlainPurchase(
+        req=req,
+        shopper_id=ctx.holder.shopper_id,
+        pricing=ctx.pricing,
+        expires_at=ctx.expires_at,
+        items=items,
+        lines=basket.lines,
+        transaction_id=uuid.uuid4(),
+    )
+
+
+async def finish_plain(
+    conn: Conn,
+    partner_id: int,
+    plain: PlainPurchase,
+    written: asyncpg.Record,
+    *,
+    now: datetime,
+) -> PurchaseResult:
+    """What `_purchase_written_at_once` does after its statement, for an item written by
+    `partner_purchase_write_many`: when the tier goes up, tier.changed then the event."""
+    if not written["event_recorded"]:
+        qualification = tiers.qualification_of(written)
+        await tiers.upgrade_locked(conn, plain.shopper_id, written["tier"], qualification, now=now)
+        await outbox.record(
+            conn,
+            _PURCHASE_RECORDED,
+            partner_id=partner_id,
+            shopper_id=plain.shopper_id,
+            payload=plain.event_payload(),
+        )
+    return plain.result(known(written["balance_after"]))
+
+
+@dataclass(frozen=True)
 class _Credit:
     """What a purchase put in the ledger: the partner-paid and the marketing-paid points, their
     entries (None when nothing was due) and the wallet balance after the last of them."""
@@ -578,6 +684,14 @@ async def _purchase_context(
         campaigns.CAMPAIGNS_PER_PURCHASE_MAX,
     )
     assert row is not None, "network_settings has its one row"
+    return purchase_context_of(row, req, now=now)
+
+
+def purchase_context_of(
+    row: asyncpg.Record, req: PurchaseRequest, *, now: datetime
+) -> _PurchaseContext:
+    """The checked context from a row of `queries.PURCHASE_CONTEXT` (or of its batch form,
+    `queries.PURCHASE_CONTEXT_MANY`): raises the purchase's read errors in their order."""
     if req.currency != row["currency"]:
         raise CurrencyUnsupported(req.currency, row["currency"])
     holder = shoppers.holder_of(req.card_number, row["shopper_id"], row["card_status"])

@@ -325,6 +325,19 @@ LEFT JOIN pricing p ON true
 LEFT JOIN partner_earn_rules r ON r.partner_id = $1::bigint
 """
 
+# The same read for many purchases of one partner (a batch), one row per card and partner_ref
+# in array order, with `n` their position from 1: PURCHASE_CONTEXT itself, per pair.
+assert PURCHASE_CONTEXT.count("$2::text") == 1, "the card, once"
+assert PURCHASE_CONTEXT.count("$3::text") == 1, "the partner_ref, once"
+PURCHASE_CONTEXT_MANY = f"""
+SELECT u.n::integer AS n, ctx.*
+FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u (card_number, partner_ref, n)
+CROSS JOIN LATERAL ({
+    PURCHASE_CONTEXT.replace("$2::text", "u.card_number").replace("$3::text", "u.partner_ref")
+}) AS ctx
+ORDER BY u.n
+"""
+
 # ---- purchase: every write of a common purchase, in one statement ----------------------------
 
 # `partner_purchase_write` (migration 0085): ledger.earn (partner-paid points), ledger.earn as a
@@ -341,4 +354,16 @@ FROM partner_purchase_write(
     $9::bigint, $10::timestamptz, $11::text, $12::bigint, $13::jsonb, $14::text, $15::bigint,
     $16::jsonb, $17::timestamptz, $18::text[], $19::bigint[], $20::text[], $21::bigint[],
     $22::bigint[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::jsonb)
+"""
+
+# `partner_purchase_write_many` (migration 0093): the writes of many plain purchases of one
+# partner (partner-paid points only, one item per shopper), set-based; see partners.purchase_many.
+PURCHASE_WRITE_MANY = """
+SELECT n, written, balance_after, points_earned, spend_minor, tier, event_recorded
+FROM partner_purchase_write_many(
+    $1::bigint, $2::integer, $3::text, $4::bigint, $5::timestamptz, $6::timestamptz,
+    $7::bigint[], $8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::bigint[],
+    $13::text[], $14::bigint[], $15::jsonb[], $16::jsonb[], $17::integer[], $18::text[],
+    $19::bigint[], $20::integer[], $21::text[], $22::bigint[], $23::bigint[], $24::text[],
+    $25::text[], $26::bigint[], $27::bigint[])
 """

@@ -44,7 +44,11 @@ async def create_purchase_batch(
         request,
         caller,
         lambda conn: operations.purchase_batch(
-            conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
+            conn,
+            caller.partner_id,
+            data,
+            idempotency_key=str(caller.idempotency_key),
+            set_based=True,  # plain items in one statement (partners.purchase_many)
         ),
         on_committed=count,
         grouped=False,  # a file of its own: it would hold its neighbours' answers
