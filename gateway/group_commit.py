@@ -49,11 +49,40 @@ BUSY_RETRY_AFTER_S = 1
 BEGIN = "BEGIN; SAVEPOINT group_call"
 NEXT_CALL = "RELEASE SAVEPOINT group_call; SAVEPOINT group_call"
 UNDO_CALL = "ROLLBACK TO SAVEPOINT group_call"
+# With set-based steps first (see `Together`): each in a savepoint of its own.
+BEGIN_TOGETHER = "BEGIN; SAVEPOINT group_together"
+TOGETHER = "SAVEPOINT group_together"
+FIRST_CALL = "SAVEPOINT group_call"
+UNDO_TOGETHER = "ROLLBACK TO SAVEPOINT group_together; RELEASE SAVEPOINT group_together"
+DONE_TOGETHER = "RELEASE SAVEPOINT group_together"
 COMMIT = "COMMIT"
 ROLLBACK = "ROLLBACK"
 
 # Failures caused by a neighbour's locks rather than by the call itself.
 _RETRY_ALONE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+@dataclass(frozen=True)
+class AfterCommit(Generic[R]):
+    """What a set-based step answers for a call that lost a lock conflict to a neighbour
+    after its admission was made: the rest of the call, run in a transaction of its own once
+    the group has committed; its result is the call's answer."""
+
+    run: Callable[[], Awaitable[R]]
+
+
+@dataclass(frozen=True)
+class Together(Generic[R]):
+    """A call that can run with the group's other calls of its `kind` in one set-based step.
+
+    run: the same for every call of a kind; takes their items in call order and answers each
+        call, every write of theirs made in the group's transaction. Raising rolls back all it
+        did, and those calls then run one by one as any other.
+    """
+
+    kind: Hashable
+    run: Callable[[Conn, list[Any]], Awaitable[list[R]]]
+    item: Any
 
 
 @dataclass(frozen=True)
@@ -73,6 +102,7 @@ class Job(Generic[R]):
     exclusive: calls with equal values never share a group (the later one waits for the next),
         e.g. an idempotency key whose record `finish` writes: a neighbour in the same group
         would not see it yet.
+    together: the call's set-based form, tried before the calls run one by one.
     """
 
     work: Callable[[Conn], Awaitable[R]]
@@ -80,6 +110,7 @@ class Job(Generic[R]):
     alone: Callable[[], Awaitable[R]]
     finish: Callable[[Conn, list[R]], Awaitable[None]] | None = None
     exclusive: Hashable | None = None
+    together: Together[R] | None = None
 
 
 @dataclass
@@ -179,13 +210,17 @@ class GroupCommit:
             for queued in group:
                 _fail(queued.answer, exc)
             return
+        later: list[tuple[_Queued[Any], Callable[[], Awaitable[Any]]]] = []
         for d in done:
-            if not d.queued.answer.done():
+            if isinstance(d.result, AfterCommit):
+                later.append((d.queued, d.result.run))
+            elif not d.queued.answer.done():
                 d.queued.answer.set_result(d.result)
-        for queued in alone:
+        later.extend((queued, queued.job.alone) for queued in alone)
+        for queued, run in later:
             metrics.GROUP_COMMIT_ALONE.inc()
             try:
-                result = await queued.job.alone()
+                result = await run()
             except Exception as exc:
                 _fail(queued.answer, exc)
             else:
@@ -197,11 +232,15 @@ async def _in_one_transaction(
     conn: Conn, group: list[_Queued[Any]], done: list[_Done], alone: list[_Queued[Any]]
 ) -> None:
     """Run the group's calls in one transaction and commit it; fill `done` and `alone`."""
-    await conn.execute(BEGIN)
+    kinds = _kinds(group)
+    await conn.execute(BEGIN_TOGETHER if kinds else BEGIN)
     try:
-        for index, queued in enumerate(group):
+        one_by_one = await _together(conn, group, kinds, done) if kinds else group
+        for index, queued in enumerate(one_by_one):
             if index > 0:
                 await conn.execute(NEXT_CALL)
+            elif kinds:
+                await conn.execute(FIRST_CALL)
             try:
                 result = await queued.job.work(conn)
             except _RETRY_ALONE:
@@ -223,12 +262,54 @@ async def _in_one_transaction(
         raise
 
 
+def _kinds(group: list[_Queued[Any]]) -> list[list[tuple[_Queued[Any], Together[Any]]]]:
+    """The group's `Together` calls by kind, for the kinds with two calls or more (a call
+    alone of its kind gains nothing from a set-based step)."""
+    kinds: dict[Hashable, list[tuple[_Queued[Any], Together[Any]]]] = {}
+    for queued in group:
+        together = queued.job.together
+        if together is not None:
+            kinds.setdefault(together.kind, []).append((queued, together))
+    return [of_kind for of_kind in kinds.values() if len(of_kind) > 1]
+
+
+async def _together(
+    conn: Conn,
+    group: list[_Queued[Any]],
+    kinds: list[list[tuple[_Queued[Any], Together[Any]]]],
+    done: list[_Done],
+) -> list[_Queued[Any]]:
+    """Run each kind's calls in one step, each step after its savepoint (the first one taken
+    with BEGIN); answer the calls left to run one by one (those without a set-based form, and
+    those whose step raised), in group order."""
+    for number, of_kind in enumerate(kinds):
+        members = [queued for queued, _ in of_kind]
+        run = of_kind[0][1].run
+        if number > 0:
+            await conn.execute(TOGETHER)
+        try:
+            results = await run(conn, [together.item for _, together in of_kind])
+        except asyncpg.InterfaceError:
+            raise
+        except Exception as exc:
+            log.warning("a set-based step failed; its calls run one by one", exc_info=exc)
+            metrics.GROUP_COMMIT_TOGETHER_FAILED.inc()
+            await conn.execute(UNDO_TOGETHER)
+            continue
+        await conn.execute(DONE_TOGETHER)
+        assert len(results) == len(members), "a set-based step answers every call"
+        metrics.GROUP_COMMIT_TOGETHER.inc(len(members))
+        done.extend(_Done(m, r, worked=True) for m, r in zip(members, results, strict=True))
+    answered = {id(d.queued) for d in done}
+    return [queued for queued in group if id(queued) not in answered]
+
+
 async def _finish(conn: Conn, done: list[_Done]) -> None:
     """Each finisher once, with the results of the calls that named it, in call order."""
     results_by_finish: dict[Callable[[Conn, list[Any]], Awaitable[None]], list[Any]] = {}
     for d in done:
         finish = d.queued.job.finish
-        if finish is not None and d.worked:
+        if finish is not None and d.worked and not isinstance(d.result, AfterCommit):
             results_by_finish.setdefault(finish, []).append(d.result)
     for finish, results in results_by_finish.items():
         await finish(conn, results)

@@ -12,6 +12,10 @@ Concurrent calls share that transaction (gateway/group_commit.py): each call run
 savepoint in a group's transaction and is answered once the group has committed. A failing
 effect is rolled back with the call's admission, which is then made again on its own, so the
 answer and what commits are the same as for a call alone.
+
+A route whose effect has a set-based form (`Many`, e.g. purchases) lets a group's calls of that
+route run together: one statement admits them all, the set-based effect makes what it can of
+them, and each call it left runs its own effect after a savepoint, exactly as `alone` does.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from contracts.errors import ErrorCode
 from gateway import metrics, queries, rate_limit
 from gateway.auth.signatures import Caller
 from gateway.errors import ApiError
-from gateway.group_commit import Job
+from gateway.group_commit import AfterCommit, Job, Together
 from gateway.state import AppState
 from infra.db import Conn
 
@@ -70,6 +74,20 @@ async def _store_group(conn: Conn, outcomes: list[_Outcome[Any]]) -> None:
 _Outcome = Exception | Response[bytes] | _Stored[T]
 
 
+@dataclass(frozen=True)
+class Many(Generic[T]):
+    """The set-based form of a route's effect, for the calls of one group.
+
+    run: the same function for every call of the route; takes (handle, item) for the group's
+        admitted calls, makes the effects it can (in the group's transaction) and answers
+        those by handle; every other call's own effect then runs by itself, after them.
+    item: what `run` needs of this call.
+    """
+
+    run: Callable[[Conn, list[tuple[int, Any]]], Awaitable[dict[int, T]]]
+    item: Any
+
+
 async def run_once(
     request: Request[Any, Any, Any],
     caller: Caller,
@@ -78,12 +96,14 @@ async def run_once(
     status_code: int = 201,
     on_committed: Callable[[T], None] | None = None,
     grouped: bool = True,
+    many: Many[T] | None = None,
 ) -> Response[bytes]:
     """Run `effect` once per (partner, Idempotency-Key); replay its stored answer after.
 
     grouped: the call shares its transaction and commit with concurrent calls
     (gateway/group_commit.py); False for a call that is a batch of its own (a file upload),
     which would hold its neighbours' answers for the length of the whole file.
+    many: the effect's set-based form, for a group's calls of the same route.
     """
     key = caller.idempotency_key
     assert key is not None, "the signature guard requires the header on POST"
@@ -105,6 +125,7 @@ async def run_once(
             call.alone,
             finish=_store_group,
             exclusive=(call.partner_id, key),  # its record is written at the group's end
+            together=None if many is None else Together(many.run, _run_together, (call, many)),
         )
         outcome = await committer.run(job)
     else:
@@ -134,14 +155,7 @@ class _Call(Generic[T]):
             answered = await self._admitted(conn)
             if answered is not None:
                 return answered
-            return await _run_effect_and_store(
-                conn,
-                self.partner_id,
-                self.key,
-                self.fingerprint,
-                self.effect,
-                self.status_code,
-            )
+            return await self.effect_after_savepoint(conn, store=True)
 
     async def work(self, conn: Conn) -> _Outcome[T]:
         """In a group's transaction, after the call's savepoint: admit, then the effect; its
@@ -150,10 +164,7 @@ class _Call(Generic[T]):
         answered = await self._admitted(conn)
         if answered is not None:
             return answered
-        result = await self.effect(conn)
-        body = msgspec.json.encode(result)
-        record = (self.partner_id, self.key, self.fingerprint, self.status_code, body)
-        return _Stored(result, body, record)
+        return self.stored(await self.effect(conn))
 
     async def undone(self, conn: Conn, failure: Exception) -> _Outcome[T]:
         """After the group rolled the call back: admit it again, without the key's claim (its
@@ -162,12 +173,97 @@ class _Call(Generic[T]):
             await rate_limit.admit_again(conn, self.admission)
         return failure
 
+    def stored(self, result: T) -> _Stored[T]:
+        """The effect's result with the record to write for it at the group's end."""
+        body = msgspec.json.encode(result)
+        record = (self.partner_id, self.key, self.fingerprint, self.status_code, body)
+        return _Stored(result, body, record)
+
     async def _admitted(self, conn: Conn) -> ApiError | Response[bytes] | None:
         """Admit the call and claim its key: a refusal or a stored answer, or None to run."""
-        claim = await _admit(conn, self.admission, self.partner_id, self.key)
+        return self.judged(await _admit(conn, self.admission, self.partner_id, self.key))
+
+    def judged(self, claim: asyncpg.Record) -> ApiError | Response[bytes] | None:
+        """What the admission's row answers: a refusal or a stored answer, or None to run."""
         refusal = rate_limit.judge(self.request.scope, self.admission, claim)
         # A refusal commits what the admission wrote (the nonce, the counted call), then refuses.
         return refusal if refusal is not None else _claimed(claim, self.fingerprint)
+
+    async def effect_after_savepoint(self, conn: Conn, *, store: bool) -> Exception | _Stored[T]:
+        """After a savepoint, the effect (and its record when `store`, else the record is left
+        for the group's end); a failure rolls back to the savepoint and is returned, to be
+        raised once the admission has committed."""
+        await conn.execute(queries.SAVEPOINT_EFFECT)
+        for attempt in range(1, DEADLOCK_ATTEMPTS_MAX + 1):
+            try:
+                stored = self.stored(await self.effect(conn))
+                if store:
+                    assert stored.record is not None
+                    await conn.execute(queries.INSERT_IDEMPOTENCY_RECORD, *stored.record)
+                    return _Stored(stored.result, stored.body)
+                return stored
+            except asyncpg.DeadlockDetectedError as exc:
+                # Rolling back to the savepoint releases the effect's row locks; the
+                # admission and the key's claim are kept for the next attempt.
+                await conn.execute(queries.ROLLBACK_TO_EFFECT)
+                if attempt == DEADLOCK_ATTEMPTS_MAX:
+                    return exc
+            except Exception as exc:  # a refused effect stores nothing; its call counted
+                await conn.execute(queries.ROLLBACK_TO_EFFECT)
+                return exc
+        raise AssertionError("the last attempt always returns")
+
+    async def effect_in_group(self, conn: Conn) -> _Outcome[T] | AfterCommit[_Outcome[T]]:
+        """The effect of an admitted call of a set-based step, after a savepoint; its record
+        is left for the group's end. A lock conflict with a neighbour is not the call's fault
+        and the group holds many locks: the effect then runs on its own after the commit
+        (`effect_alone`), the admission being made already."""
+        await conn.execute(queries.SAVEPOINT_EFFECT)
+        try:
+            return self.stored(await self.effect(conn))
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+            await conn.execute(queries.ROLLBACK_TO_EFFECT)
+            return AfterCommit(self.effect_alone)
+        except Exception as exc:  # a refused effect stores nothing; its call counted
+            await conn.execute(queries.ROLLBACK_TO_EFFECT)
+            return exc
+
+    async def effect_alone(self) -> _Outcome[T]:
+        """The effect in a transaction of its own, for a call admitted by a group that has
+        committed: the key is claimed again (a record stored meanwhile is answered), the nonce
+        and the count are not taken twice."""
+        app_state: AppState = self.request.app.state.app
+        async with app_state.require_pool().acquire() as conn, conn.transaction():
+            claim = await _admit(conn, None, self.partner_id, self.key)
+            answered = _claimed(claim, self.fingerprint)
+            if answered is not None:
+                return answered
+            return await self.effect_after_savepoint(conn, store=True)
+
+
+async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any]]]) -> list[Any]:
+    """A group's calls of one route, together (`Together.run`): one statement admits them all;
+    the route's set-based effect makes what it can of the admitted ones; each call it left
+    runs its own effect after a savepoint. Answers each call's outcome, in order."""
+    calls = [call for call, _ in items]
+    rows = [rate_limit.arguments(c.admission, c.partner_id, c.key) for c in calls]
+    columns = [[row[i] for row in rows] for i in range(len(rows[0]))]
+    claims = await conn.fetch(queries.ADMIT_MANY, *columns)
+    assert len(claims) == len(calls), "a row per call"
+    outcomes: list[_Outcome[Any] | AfterCommit[Any] | None] = [
+        call.judged(claim) for call, claim in zip(calls, claims, strict=True)
+    ]
+    admitted = [handle for handle, outcome in enumerate(outcomes) if outcome is None]
+    made = (
+        await items[0][1].run(conn, [(h, items[h][1].item) for h in admitted]) if admitted else {}
+    )
+    for handle in admitted:
+        call = calls[handle]
+        if handle in made:
+            outcomes[handle] = call.stored(made[handle])
+        else:
+            outcomes[handle] = await call.effect_in_group(conn)
+    return outcomes
 
 
 async def _admit(
@@ -204,44 +300,6 @@ def _claimed(claim: asyncpg.Record, fingerprint: bytes) -> ApiError | Response[b
         status_code=claim["response_status"],
         media_type=JSON,
         headers={REPLAYED_HEADER: "true"},
-    )
-
-
-async def _run_effect_and_store(
-    conn: Conn,
-    partner_id: int,
-    key: str,
-    fingerprint: bytes,
-    effect: Callable[[Conn], Awaitable[T]],
-    status_code: int,
-) -> Exception | _Stored[T]:
-    """After a savepoint, the effect and its record; a failure rolls back to the savepoint and
-    is returned, to be raised once the admission has committed."""
-    await conn.execute(queries.SAVEPOINT_EFFECT)
-    for attempt in range(1, DEADLOCK_ATTEMPTS_MAX + 1):
-        try:
-            result = await effect(conn)
-            body = msgspec.json.encode(result)
-            await _store(conn, partner_id, key, fingerprint, status_code, body)
-            return _Stored(result, body)
-        except asyncpg.DeadlockDetectedError as exc:
-            # Rolling back to the savepoint releases the effect's row locks; the
-            # admission and the key's claim are kept for the next attempt.
-            await conn.execute(queries.ROLLBACK_TO_EFFECT)
-            if attempt == DEADLOCK_ATTEMPTS_MAX:
-                return exc
-        except Exception as exc:  # a refused effect stores nothing; its call counted
-            await conn.execute(queries.ROLLBACK_TO_EFFECT)
-            return exc
-    raise AssertionError("the last attempt always returns")
-
-
-async def _store(
-    conn: Conn, partner_id: int, key: str, fingerprint: bytes, status_code: int, body: bytes
-) -> None:
-    """The record a retry with this key replays, committed with the effect it answers for."""
-    await conn.execute(
-        queries.INSERT_IDEMPOTENCY_RECORD, partner_id, key, fingerprint, status_code, body
     )
 
 

@@ -16,6 +16,8 @@ __all__ = [
     "GROUP_COMMIT_ALONE",
     "GROUP_COMMIT_CALLS",
     "GROUP_COMMIT_REFUSED",
+    "GROUP_COMMIT_TOGETHER",
+    "GROUP_COMMIT_TOGETHER_FAILED",
     "IDEMPOTENT_REPLAYS",
     "LEDGER_OPERATION_SECONDS",
     "POINTS_EARNED",
@@ -59,4 +61,12 @@ GROUP_COMMIT_ALONE = Counter(
 )
 GROUP_COMMIT_REFUSED = Counter(
     "coalition_group_commit_refused", "Group transactions the server refused (none committed)"
+)
+GROUP_COMMIT_TOGETHER = Counter(
+    "coalition_group_commit_together",
+    "Calls answered by a set-based step of their group (e.g. purchases written together)",
+)
+GROUP_COMMIT_TOGETHER_FAILED = Counter(
+    "coalition_group_commit_together_failed",
+    "Set-based steps that raised and were rolled back (their calls then ran one by one)",
 )

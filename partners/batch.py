@@ -97,15 +97,11 @@ async def purchase_batch(
     # The plain items first, set-based; the rest one by one below (see purchase_many).
     order = _lock_order(req.items)
     first_uses = [
-        (index, req.items[index])
+        purchase_many.Candidate(index, partner_id, req.items[index], idempotency_key)
         for index in order[: len(_first_uses(req.items))]
         if req.items[index].partner_ref not in recorded
     ]
-    created_many = {}
-    if set_based:
-        created_many = await purchase_many.post_plain(
-            conn, partner_id, first_uses, idempotency_key=idempotency_key
-        )
+    created_many = await purchase_many.post_plain(conn, first_uses) if set_based else {}
     for index, created in created_many.items():
         answered[index] = _created(index, req.items[index], created)
     created_open = False  # the last created item's savepoint, not released yet

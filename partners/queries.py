@@ -325,15 +325,20 @@ LEFT JOIN pricing p ON true
 LEFT JOIN partner_earn_rules r ON r.partner_id = $1::bigint
 """
 
-# The same read for many purchases of one partner (a batch), one row per card and partner_ref
-# in array order, with `n` their position from 1: PURCHASE_CONTEXT itself, per pair.
+# The same read for many purchases (a batch, a group commit's purchases), one row per
+# (partner, card, partner_ref) in array order, with `n` their position from 1: PURCHASE_CONTEXT
+# itself, per triple.
 assert PURCHASE_CONTEXT.count("$2::text") == 1, "the card, once"
 assert PURCHASE_CONTEXT.count("$3::text") == 1, "the partner_ref, once"
+assert PURCHASE_CONTEXT.count("$1") == PURCHASE_CONTEXT.count("$1::bigint"), "the partner"
 PURCHASE_CONTEXT_MANY = f"""
 SELECT u.n::integer AS n, ctx.*
-FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u (card_number, partner_ref, n)
+FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
+     AS u (partner_id, card_number, partner_ref, n)
 CROSS JOIN LATERAL ({
-    PURCHASE_CONTEXT.replace("$2::text", "u.card_number").replace("$3::text", "u.partner_ref")
+    PURCHASE_CONTEXT.replace("$1::bigint", "u.partner_id")
+    .replace("$2::text", "u.card_number")
+    .replace("$3::text", "u.partner_ref")
 }) AS ctx
 ORDER BY u.n
 """
@@ -356,13 +361,13 @@ FROM partner_purchase_write(
     $22::bigint[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::jsonb)
 """
 
-# `partner_purchase_write_many` (migration 0093): the writes of many plain purchases of one
-# partner (partner-paid points only, one item per shopper), set-based; see partners.purchase_many.
+# `partner_purchase_write_many` (migration 0093): the writes of many plain purchases
+# (partner-paid points only, one item per shopper), set-based; see partners.purchase_many.
 PURCHASE_WRITE_MANY = """
 SELECT n, written, balance_after, points_earned, spend_minor, tier, event_recorded
 FROM partner_purchase_write_many(
-    $1::bigint, $2::integer, $3::text, $4::bigint, $5::timestamptz, $6::timestamptz,
-    $7::bigint[], $8::uuid[], $9::text[], $10::bigint[], $11::text[], $12::bigint[],
+    $1::timestamptz, $2::bigint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[],
+    $7::text[], $8::bigint[], $9::integer[], $10::bigint[], $11::timestamptz[], $12::text[],
     $13::text[], $14::bigint[], $15::jsonb[], $16::jsonb[], $17::integer[], $18::text[],
     $19::bigint[], $20::integer[], $21::text[], $22::bigint[], $23::bigint[], $24::text[],
     $25::text[], $26::bigint[], $27::bigint[])

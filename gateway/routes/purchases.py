@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request, Response, post
@@ -11,9 +12,10 @@ from litestar.params import JSONBody
 from contracts.partners import PurchaseRequest, PurchaseResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
-from gateway.idempotency import run_once
+from gateway.idempotency import Many, run_once
 from gateway.routes._common import REPLAY_NOTE, documented
-from partners import operations
+from infra.db import Conn
+from partners import operations, purchase_many
 
 
 @post(
@@ -29,14 +31,22 @@ async def create_purchase(
     def count(result: PurchaseResult) -> None:
         metrics.POINTS_EARNED.labels(caller.partner_slug).inc(result.points_earned)
 
+    key = str(caller.idempotency_key)
     return await run_once(
         request,
         caller,
-        lambda conn: operations.purchase(
-            conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
-        ),
+        lambda conn: operations.purchase(conn, caller.partner_id, data, idempotency_key=key),
         on_committed=count,
+        many=Many(_purchases_together, purchase_many.Candidate(0, caller.partner_id, data, key)),
     )
+
+
+async def _purchases_together(
+    conn: Conn, items: list[tuple[int, purchase_many.Candidate]]
+) -> dict[int, PurchaseResult]:
+    """A group's purchases: the plain ones written together (partners.purchase_many)."""
+    candidates = [replace(candidate, handle=handle) for handle, candidate in items]
+    return await purchase_many.post_plain(conn, candidates)
 
 
 ROUTES = [create_purchase]

@@ -1,8 +1,8 @@
--- Issue 7, batch ingest: the writes of many plain purchases of one partner in one call, set-based.
--- `partners.purchase_many` sends here the items of a `POST /v1/purchases/batch` call that need
--- nothing but partner-paid points (base and tier bonus: no campaign bonus, no network-paid
--- points, no referral reward) for a shopper that appears once among them, all priced by one
--- pricing version read in one statement. For those, what partner_purchase_write (0085) does
+-- Issue 7: the writes of many plain purchases in one call, set-based. `partners.purchase_many`
+-- sends here the items of a `POST /v1/purchases/batch` call, or the purchases of a group commit
+-- (gateway/group_commit.py), that need nothing but partner-paid points (base and tier bonus: no
+-- campaign bonus, no network-paid points, no referral reward), each shopper at most once per
+-- call, with the context each was read with (pricing version, issue price, expiry). For those, what partner_purchase_write (0085) does
 -- item by item is done here table by table, producing the same rows:
 --   * ledger.earn (0087) on its usual path: the operation claim, the entry, the seal-queue row,
 --     the lot, the four postings (wallet, points_issued, the partner's settlement account,
@@ -36,24 +36,37 @@
 -- TIER_FOR_UPDATE; tests/integration/test_purchase_write_many.py compares the rows written
 -- here with those of the single path.
 CREATE TYPE partner_purchase_many_item AS (
-    n                 integer,   -- position in the call's arrays, from 1
-    transaction_id    uuid,
-    partner_ref       text,
-    shopper_id        bigint,
-    card_number       text,
-    amount_minor      bigint,
-    earn_key          text,
-    points            bigint,
-    metadata          jsonb,
-    payload           jsonb,
-    args              jsonb,
-    wallet_account_id bigint,
-    wallet_name       text,
-    entry_id          bigint,
-    lot_id            bigint,
-    available         bigint,
-    held              bigint,
-    debt_points       bigint
+    n                  integer,   -- position in the call's arrays, from 1
+    transaction_id     uuid,
+    partner_id         bigint,
+    partner_ref        text,
+    shopper_id         bigint,
+    card_number        text,
+    amount_minor       bigint,
+    pricing_version    integer,
+    issue_price_micros bigint,
+    expires_at         timestamptz,
+    idempotency_key    text,      -- the gateway call's, stored on the partner_transactions row
+    earn_key           text,      -- ledger.earn's
+    points             bigint,
+    metadata           jsonb,
+    payload            jsonb,
+    args               jsonb,
+    wallet_account_id  bigint,
+    wallet_name        text,
+    payer_account_id   bigint,
+    payer_name         text,
+    payer_asset        text
+);
+
+-- What the ledger step made of an item.
+CREATE TYPE partner_purchase_many_posted AS (
+    n           integer,
+    entry_id    bigint,
+    lot_id      bigint,
+    available   bigint,
+    held        bigint,
+    debt_points bigint
 );
 
 CREATE TYPE partner_purchase_many_tier AS (
@@ -66,18 +79,18 @@ CREATE TYPE partner_purchase_many_tier AS (
 );
 
 CREATE FUNCTION partner_purchase_write_many(
-    p_partner_id bigint,
-    p_pricing_version integer,
-    p_idempotency_key text,
-    p_issue_price_micros bigint,
-    p_expires_at timestamptz,
     p_now timestamptz,
     p_lock_shopper_ids bigint[],
     p_transaction_ids uuid[],
+    p_partner_ids bigint[],
     p_partner_refs text[],
     p_shopper_ids bigint[],
     p_card_numbers text[],
     p_amounts_minor bigint[],
+    p_pricing_versions integer[],
+    p_issue_prices_micros bigint[],
+    p_expires_at timestamptz[],
+    p_idempotency_keys text[],
     p_earn_keys text[],
     p_earn_points bigint[],
     p_earn_metadata jsonb[],
@@ -99,18 +112,27 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_items partner_purchase_many_item[];
+    v_posted partner_purchase_many_posted[];
     v_tiers partner_purchase_many_tier[];
     a_issued ledger.account;
-    a_payer ledger.account;
     a_deferred ledger.account;
-    v_count integer;
     v_new_shoppers bigint[];
+    v_count integer;
     v_size integer := coalesce(cardinality(p_transaction_ids), 0);
 BEGIN
-    IF v_size NOT IN (cardinality(p_partner_refs), cardinality(p_shopper_ids),
-                      cardinality(p_card_numbers), cardinality(p_amounts_minor),
-                      cardinality(p_earn_keys), cardinality(p_earn_points),
-                      cardinality(p_earn_metadata), cardinality(p_event_payloads))
+    IF v_size NOT IN (coalesce(cardinality(p_partner_ids), 0),
+                      coalesce(cardinality(p_partner_refs), 0),
+                      coalesce(cardinality(p_shopper_ids), 0),
+                      coalesce(cardinality(p_card_numbers), 0),
+                      coalesce(cardinality(p_amounts_minor), 0),
+                      coalesce(cardinality(p_pricing_versions), 0),
+                      coalesce(cardinality(p_issue_prices_micros), 0),
+                      coalesce(cardinality(p_expires_at), 0),
+                      coalesce(cardinality(p_idempotency_keys), 0),
+                      coalesce(cardinality(p_earn_keys), 0),
+                      coalesce(cardinality(p_earn_points), 0),
+                      coalesce(cardinality(p_earn_metadata), 0),
+                      coalesce(cardinality(p_event_payloads), 0))
        OR coalesce(cardinality(p_line_items), 0) <> coalesce(cardinality(p_line_categories), 0)
        OR coalesce(cardinality(p_line_items), 0) <> coalesce(cardinality(p_line_amounts), 0)
        OR coalesce(cardinality(p_breakdown_items), 0)
@@ -147,35 +169,38 @@ BEGIN
 
     SELECT * INTO a_issued FROM ledger.account a
     WHERE a.owner_kind = 'network' AND a.owner_id = 0 AND a.purpose = 'points_issued';
-    SELECT * INTO a_payer FROM ledger.account a
-    WHERE a.owner_kind = 'partner' AND a.owner_id = p_partner_id AND a.purpose = 'settlement';
     SELECT * INTO a_deferred FROM ledger.account a
     WHERE a.owner_kind = 'network' AND a.owner_id = 0 AND a.purpose = 'deferred_revenue';
 
-    IF p_issue_price_micros > 0
-       AND (a_issued.rollup AND a_payer.rollup AND a_deferred.rollup) IS TRUE THEN
+    IF (a_issued.rollup AND a_deferred.rollup) IS TRUE THEN
         -- The items ledger.earn would post on its usual path (see the header).
         SELECT array_agg(ROW(
-                   i.n, i.transaction_id, i.partner_ref, i.shopper_id, i.card_number,
-                   i.amount_minor, i.earn_key, i.points, coalesce(i.metadata, '{}'::jsonb),
-                   i.payload,
+                   i.n, i.transaction_id, i.partner_id, i.partner_ref, i.shopper_id,
+                   i.card_number, i.amount_minor, i.pricing_version, i.issue_price_micros,
+                   i.expires_at, i.idempotency_key, i.earn_key, i.points,
+                   coalesce(i.metadata, '{}'::jsonb), i.payload,
                    jsonb_build_object(
-                       'shopper_id', i.shopper_id, 'partner_id', p_partner_id,
-                       'points', i.points, 'issue_price_micros', p_issue_price_micros,
-                       'expires_at', ledger._ts(p_expires_at),
+                       'shopper_id', i.shopper_id, 'partner_id', i.partner_id,
+                       'points', i.points, 'issue_price_micros', i.issue_price_micros,
+                       'expires_at', ledger._ts(i.expires_at),
                        'metadata', coalesce(i.metadata, '{}'::jsonb)),
-                   w.wallet_account_id, wa.name, NULL, NULL, NULL, NULL, NULL
+                   w.wallet_account_id, wa.name, pa.account_id, pa.name, pa.asset
                )::partner_purchase_many_item ORDER BY i.n)
         INTO v_items
-        FROM unnest(p_transaction_ids, p_partner_refs, p_shopper_ids, p_card_numbers,
-                    p_amounts_minor, p_earn_keys, p_earn_points, p_earn_metadata,
-                    p_event_payloads) WITH ORDINALITY
-             AS i (transaction_id, partner_ref, shopper_id, card_number, amount_minor,
-                   earn_key, points, metadata, payload, n)
+        FROM unnest(p_transaction_ids, p_partner_ids, p_partner_refs, p_shopper_ids,
+                    p_card_numbers, p_amounts_minor, p_pricing_versions, p_issue_prices_micros,
+                    p_expires_at, p_idempotency_keys, p_earn_keys, p_earn_points,
+                    p_earn_metadata, p_event_payloads) WITH ORDINALITY
+             AS i (transaction_id, partner_id, partner_ref, shopper_id, card_number,
+                   amount_minor, pricing_version, issue_price_micros, expires_at,
+                   idempotency_key, earn_key, points, metadata, payload, n)
         JOIN ledger.wallet w ON w.shopper_id = i.shopper_id
         JOIN ledger.account wa ON wa.account_id = w.wallet_account_id
-        WHERE w.merged_into_shopper_id IS NULL AND w.debt_points = 0
-          AND i.points > 0 AND i.points <= 9223372036854775807 / p_issue_price_micros
+        JOIN ledger.account pa ON pa.owner_kind = 'partner' AND pa.owner_id = i.partner_id
+                              AND pa.purpose = 'settlement'
+        WHERE w.merged_into_shopper_id IS NULL AND w.debt_points = 0 AND pa.rollup
+          AND i.issue_price_micros > 0 AND i.points > 0
+          AND i.points <= 9223372036854775807 / i.issue_price_micros
           AND length(i.earn_key) BETWEEN 1 AND 200;
     END IF;
 
@@ -201,86 +226,79 @@ BEGIN
     WITH entry AS (
         INSERT INTO ledger.entry (kind, idempotency_key, shopper_id, partner_id,
                                   corrects_entry_id, args, metadata)
-        SELECT 'earn', x.earn_key, x.shopper_id, p_partner_id, NULL, x.args, x.metadata
+        SELECT 'earn', x.earn_key, x.shopper_id, x.partner_id, NULL, x.args, x.metadata
         FROM unnest(v_items) x ORDER BY x.n
         RETURNING entry_id, idempotency_key
     ), numbered AS (
-        SELECT x.*, e.entry_id AS new_entry_id FROM unnest(v_items) x
+        SELECT x.n, e.entry_id FROM unnest(v_items) x
         JOIN entry e ON e.idempotency_key = x.earn_key
         ORDER BY x.n
     )
-    SELECT array_agg(ROW(
-               x.n, x.transaction_id, x.partner_ref, x.shopper_id, x.card_number,
-               x.amount_minor, x.earn_key, x.points, x.metadata, x.payload, x.args,
-               x.wallet_account_id, x.wallet_name, x.new_entry_id,
-               nextval('ledger.lot_id_seq'), NULL, NULL, NULL
-           )::partner_purchase_many_item ORDER BY x.n)
-    INTO v_items FROM numbered x;
+    SELECT array_agg(ROW(e.n, e.entry_id, nextval('ledger.lot_id_seq'), NULL, NULL, NULL
+           )::partner_purchase_many_posted ORDER BY e.n)
+    INTO v_posted FROM numbered e;
 
     INSERT INTO ledger.seal_queue (entry_id)
-    SELECT x.entry_id FROM unnest(v_items) x ORDER BY x.entry_id;
+    SELECT d.entry_id FROM unnest(v_posted) d ORDER BY d.entry_id;
     INSERT INTO ledger.lot (shopper_id, lot_id, root_lot_id, entry_id, partner_id,
                             issue_price_micros, origin, expires_at, points, remaining)
-    SELECT x.shopper_id, x.lot_id, x.lot_id, x.entry_id, p_partner_id, p_issue_price_micros,
-           'earn', p_expires_at, x.points, x.points
-    FROM unnest(v_items) x ORDER BY x.n;
+    SELECT x.shopper_id, d.lot_id, d.lot_id, d.entry_id, x.partner_id, x.issue_price_micros,
+           'earn', x.expires_at, x.points, x.points
+    FROM unnest(v_items) x JOIN unnest(v_posted) d ON d.n = x.n
+    ORDER BY x.n;
     INSERT INTO ledger.posting (entry_id, account_id, asset, amount)
-    SELECT x.entry_id, p.account_id, p.asset, p.amount
-    FROM unnest(v_items) x
+    SELECT d.entry_id, p.account_id, p.asset, p.amount
+    FROM unnest(v_items) x JOIN unnest(v_posted) d ON d.n = x.n
     CROSS JOIN LATERAL (VALUES
         (1, x.wallet_account_id, 'PTS', x.points),
         (2, a_issued.account_id, a_issued.asset, -x.points),
-        (3, a_payer.account_id, a_payer.asset, x.points * p_issue_price_micros),
-        (4, a_deferred.account_id, a_deferred.asset, -x.points * p_issue_price_micros)
+        (3, x.payer_account_id, x.payer_asset, x.points * x.issue_price_micros),
+        (4, a_deferred.account_id, a_deferred.asset, -x.points * x.issue_price_micros)
     ) AS p (ord, account_id, asset, amount)
     ORDER BY x.n, p.ord;
     INSERT INTO ledger.balance_delta (account_id, entry_id, amount)
-    SELECT d.account_id, x.entry_id, d.amount
-    FROM unnest(v_items) x
+    SELECT b.account_id, d.entry_id, b.amount
+    FROM unnest(v_items) x JOIN unnest(v_posted) d ON d.n = x.n
     CROSS JOIN LATERAL (VALUES
         (1, a_issued.account_id, -x.points),
-        (2, a_payer.account_id, x.points * p_issue_price_micros),
-        (3, a_deferred.account_id, -x.points * p_issue_price_micros)
-    ) AS d (ord, account_id, amount)
-    ORDER BY x.n, d.ord;
+        (2, x.payer_account_id, x.points * x.issue_price_micros),
+        (3, a_deferred.account_id, -x.points * x.issue_price_micros)
+    ) AS b (ord, account_id, amount)
+    ORDER BY x.n, b.ord;
 
     WITH wallet AS (
         UPDATE ledger.wallet w
         SET available = w.available + x.points
         FROM unnest(v_items) x
         WHERE w.shopper_id = x.shopper_id
-        RETURNING w.shopper_id, w.available, w.held, w.debt_points
+        RETURNING x.n, w.available, w.held, w.debt_points
     )
-    SELECT array_agg(ROW(
-               x.n, x.transaction_id, x.partner_ref, x.shopper_id, x.card_number,
-               x.amount_minor, x.earn_key, x.points, x.metadata, x.payload, x.args,
-               x.wallet_account_id, x.wallet_name, x.entry_id, x.lot_id,
-               u.available, u.held, u.debt_points
-           )::partner_purchase_many_item ORDER BY x.n)
-    INTO v_items
-    FROM unnest(v_items) x JOIN wallet u ON u.shopper_id = x.shopper_id;
+    SELECT array_agg(ROW(d.n, d.entry_id, d.lot_id, u.available, u.held, u.debt_points
+           )::partner_purchase_many_posted ORDER BY d.n)
+    INTO v_posted
+    FROM unnest(v_posted) d JOIN wallet u ON u.n = d.n;
 
     -- ledger._finish's result, as 0087 stores it.
     UPDATE ledger.operation o
-    SET entry_id = x.entry_id,
+    SET entry_id = d.entry_id,
         result = jsonb_build_object(
-            'entry_id', x.entry_id,
+            'entry_id', d.entry_id,
             'kind', 'earn',
             'shopper_id', x.shopper_id,
-            'balance_after', x.available,
-            'held_after', x.held,
-            'debt_points_after', x.debt_points,
+            'balance_after', d.available,
+            'held_after', d.held,
+            'debt_points_after', d.debt_points,
             'postings', jsonb_build_array(
                 jsonb_build_object('account', x.wallet_name, 'asset', 'PTS',
                                    'amount', x.points),
                 jsonb_build_object('account', a_issued.name, 'asset', a_issued.asset,
                                    'amount', -x.points),
-                jsonb_build_object('account', a_payer.name, 'asset', a_payer.asset,
-                                   'amount', x.points * p_issue_price_micros),
+                jsonb_build_object('account', x.payer_name, 'asset', x.payer_asset,
+                                   'amount', x.points * x.issue_price_micros),
                 jsonb_build_object('account', a_deferred.name, 'asset', a_deferred.asset,
-                                   'amount', -x.points * p_issue_price_micros))
-        ) || jsonb_build_object('points', x.points, 'lot_id', x.lot_id)
-    FROM unnest(v_items) x
+                                   'amount', -x.points * x.issue_price_micros))
+        ) || jsonb_build_object('points', x.points, 'lot_id', d.lot_id)
+    FROM unnest(v_items) x JOIN unnest(v_posted) d ON d.n = x.n
     WHERE o.idempotency_key = x.earn_key;
 
     WITH recorded AS (
@@ -288,10 +306,11 @@ BEGIN
             id, partner_id, partner_ref, kind, status, shopper_id, card_number, points,
             amount_minor, value_minor, pricing_version, original_id, ledger_entry_id,
             ledger_hold_id, expires_at, idempotency_key, network_points, network_entry_id)
-        SELECT x.transaction_id, p_partner_id, x.partner_ref, 'purchase', 'completed',
-               x.shopper_id, x.card_number, x.points, x.amount_minor, NULL, p_pricing_version,
-               NULL, x.entry_id, NULL, NULL, p_idempotency_key, 0, NULL
-        FROM unnest(v_items) x ORDER BY x.n
+        SELECT x.transaction_id, x.partner_id, x.partner_ref, 'purchase', 'completed',
+               x.shopper_id, x.card_number, x.points, x.amount_minor, NULL, x.pricing_version,
+               NULL, d.entry_id, NULL, NULL, x.idempotency_key, 0, NULL
+        FROM unnest(v_items) x JOIN unnest(v_posted) d ON d.n = x.n
+        ORDER BY x.n
         ON CONFLICT (partner_id, partner_ref) DO NOTHING
         RETURNING 1
     )
@@ -303,7 +322,7 @@ BEGIN
 
     INSERT INTO purchase_lines (transaction_id, line_no, shopper_id, partner_id, category,
                                 amount_minor)
-    SELECT x.transaction_id, l.line_no, x.shopper_id, p_partner_id, l.category, l.amount_minor
+    SELECT x.transaction_id, l.line_no, x.shopper_id, x.partner_id, l.category, l.amount_minor
     FROM (SELECT t.item, t.category, t.amount_minor,
                  row_number() OVER (PARTITION BY t.item ORDER BY t.k) - 1 AS line_no
           FROM unnest(p_line_items, p_line_categories, p_line_amounts) WITH ORDINALITY
@@ -360,16 +379,16 @@ BEGIN
 
     -- purchase.recorded, unless the tier goes up (the caller records it after tier.changed).
     INSERT INTO event_outbox (event_type, partner_id, shopper_id, payload)
-    SELECT 'purchase.recorded', p_partner_id, x.shopper_id, x.payload
+    SELECT 'purchase.recorded', x.partner_id, x.shopper_id, x.payload
     FROM unnest(v_items) x JOIN unnest(v_tiers) t ON t.n = x.n
     WHERE t.qualified <= coalesce(array_position(p_tier_names, t.tier), 0)
     ORDER BY x.n;
 
     RETURN QUERY
-    SELECT i::integer, t.n IS NOT NULL, x.available, t.points_earned, t.spend_minor, t.tier,
+    SELECT i::integer, t.n IS NOT NULL, d.available, t.points_earned, t.spend_minor, t.tier,
            coalesce(t.qualified <= coalesce(array_position(p_tier_names, t.tier), 0), false)
     FROM generate_subscripts(p_transaction_ids, 1) i
     LEFT JOIN unnest(v_tiers) t ON t.n = i
-    LEFT JOIN unnest(v_items) x ON x.n = i
+    LEFT JOIN unnest(v_posted) d ON d.n = i
     ORDER BY i;
 END $$;

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
 
 from gateway.errors import ApiError
-from gateway.group_commit import GroupCommit, Job
+from gateway.group_commit import AfterCommit, GroupCommit, Job, Together
 from infra.db import Conn
 
 
@@ -244,3 +245,86 @@ async def test_calls_with_the_same_exclusive_value_never_share_a_group(
     txid_of: dict[int, str] = {r["call"]: r["txid"] for r in found}
     assert txid_of[0] == txid_of[1] == txid_of[3]
     assert txid_of[2] != txid_of[0]  # held back, in the next group
+
+
+# ---- set-based steps (`Together`) -------------------------------------------------------------
+
+STEPS: list[list[int]] = []  # the calls each `together_step` run was given
+
+
+async def together_step(conn: Conn, calls: list[Call]) -> list[Any]:
+    """The set-based form of `Call.work`: one statement for all; a call numbered 9 makes the
+    whole step raise after writing; a call numbered 8 answers `AfterCommit`."""
+    STEPS.append([call.call for call in calls])
+    await conn.execute(
+        "INSERT INTO group_calls (call, what) SELECT c, 'together' FROM unnest($1::int[]) c",
+        [call.call for call in calls],
+    )
+    if any(call.call == 9 for call in calls):
+        raise Refused(9)
+    return [
+        AfterCommit(call.alone) if call.call == 8 else f"together {call.call}" for call in calls
+    ]
+
+
+def together_job(call: Call) -> Job[Any]:
+    job = call.job()
+    return Job(
+        job.work,
+        job.undone,
+        job.alone,
+        finish=job.finish,
+        together=Together("calls", together_step, call),
+    )
+
+
+async def run_together(committer: GroupCommit, calls: list[Call], plain: set[int]) -> list[Any]:
+    """Run the calls, all with the set-based form but those numbered in `plain`."""
+    jobs = [call.job() if call.call in plain else together_job(call) for call in calls]
+    return await asyncio.gather(*(committer.run(job) for job in jobs), return_exceptions=True)
+
+
+async def test_calls_of_one_kind_run_in_one_step_and_the_others_one_by_one(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    STEPS.clear()
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    answers = await run_together(committer, [Call(pool, n) for n in range(6)], plain={2, 4})
+    assert answers == [f"worked {n}" if n in (2, 4) else f"together {n}" for n in range(6)]
+    assert STEPS == [[0, 1, 3, 5]]
+    assert await rows(pool) == [(n, "work" if n in (2, 4) else "together") for n in range(6)]
+    assert await commits(pool) == 1
+    assert await finished(pool) == list(range(6))  # `finish` had every call's result
+
+
+async def test_a_step_that_raises_is_rolled_back_and_its_calls_run_one_by_one(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    STEPS.clear()
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    answers = await run_together(committer, [Call(pool, n) for n in (0, 9, 1)], plain=set())
+    assert answers == ["worked 0", "worked 9", "worked 1"]
+    assert STEPS == [[0, 9, 1]]
+    assert await rows(pool) == [(0, "work"), (1, "work"), (9, "work")]  # no 'together' row
+    assert await commits(pool) == 1
+
+
+async def test_a_call_answered_after_commit_runs_alone_once_the_group_committed(
+    pool: asyncpg.Pool, clean: None
+) -> None:
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    calls = [Call(pool, n) for n in (0, 8, 1)]
+    answers = await run_together(committer, calls, plain=set())
+    assert answers == ["together 0", "worked 8", "together 1"]
+    assert calls[1].ran_alone
+    assert await rows(pool) == [(0, "together"), (1, "together"), (8, "together"), (8, "work")]
+    assert await commits(pool) == 2  # the group, then call 8's own transaction
+    assert await finished(pool) == [0, 1]  # call 8's answer came after the group's finish
+
+
+async def test_a_kind_with_one_call_runs_it_one_by_one(pool: asyncpg.Pool, clean: None) -> None:
+    STEPS.clear()
+    committer = GroupCommit(pool, lanes=1, size_max=16)
+    answers = await run_together(committer, [Call(pool, n) for n in range(3)], plain={0, 1})
+    assert answers == ["worked 0", "worked 1", "worked 2"]
+    assert STEPS == []
