@@ -63,10 +63,11 @@ class _Stored(Generic[T]):
 
 
 async def _store_group(conn: Conn, outcomes: list[_Outcome[Any]]) -> None:
-    """The records of a group's calls whose effect ran, in one pipelined round trip."""
+    """The records of a group's calls whose effect ran, in one statement."""
     records = [o.record for o in outcomes if isinstance(o, _Stored) and o.record is not None]
     if records:
-        await conn.executemany(queries.INSERT_IDEMPOTENCY_RECORD, records)
+        columns = [[record[i] for record in records] for i in range(len(records[0]))]
+        await conn.execute(queries.INSERT_IDEMPOTENCY_RECORDS, *columns)
 
 
 # What the transaction decided, answered only once it has committed: a refusal or the effect's

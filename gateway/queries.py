@@ -37,6 +37,13 @@ INSERT INTO idempotency_records
 VALUES ($1, $2, $3, $4, $5)
 """
 
+# A group's records in one statement: INSERT_IDEMPOTENCY_RECORD's columns as arrays.
+INSERT_IDEMPOTENCY_RECORDS = """
+INSERT INTO idempotency_records
+    (partner_id, idempotency_key, request_sha256, response_status, response_body)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::smallint[], $5::bytea[])
+"""
+
 # Housekeeping, off the request path (a background task, at most once per interval per
 # process); SKIP LOCKED so that processes pruning at the same time never wait on each other.
 PRUNE_NONCES = """

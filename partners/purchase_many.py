@@ -32,9 +32,10 @@ from partners.telemetry import timed
 if TYPE_CHECKING:
     from partners.operations import PlainPurchase
 
+# The write runs after a savepoint, left open when it worked (the transaction's end releases
+# it): one round trip less per call.
 SAVEPOINT_MANY = "SAVEPOINT purchase_many"
 ROLLBACK_MANY = "ROLLBACK TO SAVEPOINT purchase_many; RELEASE SAVEPOINT purchase_many"
-RELEASE_MANY = "RELEASE SAVEPOINT purchase_many"
 # Raised by partner_purchase_write_many when a partner_ref was recorded concurrently since the
 # read: nothing of the call stays, and its purchases go the single way.
 REF_RECORDED_CONCURRENTLY = "CLB01"
@@ -161,7 +162,6 @@ async def _write(
         locked = await conn.fetch(queries.PURCHASE_WRITE_MANY, *lock_only)
         assert locked == [], locked
         return []
-    await conn.execute(RELEASE_MANY)
     assert len(written) == len(plains), "one row per purchase"
     return written
 
