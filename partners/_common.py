@@ -13,7 +13,6 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 import asyncpg
 import msgspec
 
-from contracts.money import minor_unit_micros
 from infra.db import Conn
 from ledger import service as ledger
 from ledger.errors import IdempotencyConflict, LedgerError, from_postgres
@@ -113,15 +112,6 @@ def entry_of(raw: str) -> ledger.EntryResult:
 def known(value: int | None) -> int:
     assert value is not None, "the ledger reports the wallet after every shopper operation"
     return value
-
-
-async def network_currency(conn: Conn) -> str:
-    currency: str = await conn.fetchval(queries.NETWORK_CURRENCY)
-    return currency
-
-
-async def points_value_minor(conn: Conn, points: int, price_micros: int) -> int:
-    return points * price_micros // minor_unit_micros(await network_currency(conn))
 
 
 async def pricing_in_effect(conn: Conn, partner_id: int) -> Pricing:

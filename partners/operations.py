@@ -26,6 +26,7 @@ import msgspec
 
 from contracts.campaigns import Campaign, CampaignCreate, CampaignPage, Offer
 from contracts.errors import DomainError
+from contracts.money import minor_unit_micros
 from contracts.partners import (
     TRANSACTIONS_LIMIT_MAX,
     CaptureRequest,
@@ -60,11 +61,9 @@ from partners._common import (
     ledger_fetchrow,
     ledger_key,
     parse_uuid,
-    points_value_minor,
     pricing_in_effect,
     pricing_of,
     record,
-    ref_free,
     summary,
 )
 from partners.batch import purchase_batch
@@ -162,46 +161,44 @@ async def purchase(
 async def redeem(
     conn: Conn, partner_id: int, req: RedemptionRequest, *, idempotency_key: str
 ) -> RedemptionResult:
-    holder = await shoppers.resolve_card(conn, req.card_number)
-    pricing = await pricing_in_effect(conn, partner_id)
-    await ref_free(conn, partner_id, req.partner_ref)
+    """One read (`BURN_CONTEXT`: card, pricing, ref, currency, checked in that order), then
+    every write in one statement (`partner_redeem_write`, 0094): the burn, the record, the
+    event."""
+    ctx = await _burn_context(conn, partner_id, req.card_number, req.partner_ref)
+    holder, pricing = ctx.holder, ctx.pricing
+    value_minor = req.points * pricing.redemption_price_micros // minor_unit_micros(ctx.currency)
+    transaction_id = uuid.uuid4()
+    payload = _event_payload(
+        holder.shopper_id,
+        str(transaction_id),
+        req.partner_ref,
+        req.points,
+        value_minor=value_minor,
+    )
     with ledger_call("burn", req.partner_ref):
-        entry = await ledger.burn(
+        row = await ledger_fetchrow(
             conn,
-            idempotency_key=ledger_key(partner_id, req.partner_ref),
-            shopper_id=holder.shopper_id,
-            partner_id=partner_id,
-            points=req.points,
-            redemption_price_micros=pricing.redemption_price_micros,
-            metadata={"partner_ref": req.partner_ref},
+            queries.REDEEM_WRITE,
+            transaction_id,
+            partner_id,
+            req.partner_ref,
+            holder.shopper_id,
+            holder.card_number,
+            req.points,
+            value_minor,
+            pricing.version,
+            idempotency_key,
+            ledger_key(partner_id, req.partner_ref),
+            pricing.redemption_price_micros,
+            _metadata_json({"partner_ref": req.partner_ref}),
+            outbox.payload_text("redemption.recorded", payload),
         )
+    entry = entry_of(row["burn"])
     fresh(entry, req.partner_ref)
-    value_minor = await points_value_minor(conn, req.points, pricing.redemption_price_micros)
-    transaction_id = await record(
-        conn,
-        partner_id=partner_id,
-        partner_ref=req.partner_ref,
-        kind="redemption",
-        status="completed",
-        holder=holder,
-        points=req.points,
-        value_minor=value_minor,
-        pricing_version=pricing.version,
-        ledger_entry_id=entry.entry_id,
-        idempotency_key=idempotency_key,
-    )
-    await _record_event(
-        conn,
-        "redemption.recorded",
-        partner_id=partner_id,
-        shopper_id=holder.shopper_id,
-        transaction_id=transaction_id,
-        partner_ref=req.partner_ref,
-        points=req.points,
-        value_minor=value_minor,
-    )
+    if not row["recorded"]:  # a concurrent request with the same ref committed first
+        raise PartnerRefConflict(req.partner_ref)
     return RedemptionResult(
-        transaction_id=transaction_id,
+        transaction_id=str(transaction_id),
         points_redeemed=req.points,
         value_minor=value_minor,
         balance=known(entry.balance_after),
@@ -211,37 +208,35 @@ async def redeem(
 async def hold(
     conn: Conn, partner_id: int, req: HoldRequest, *, idempotency_key: str
 ) -> HoldResult:
-    holder = await shoppers.resolve_card(conn, req.card_number)
-    pricing = await pricing_in_effect(conn, partner_id)
-    await ref_free(conn, partner_id, req.partner_ref)
+    """One read (`BURN_CONTEXT`), then the hold and its record in one statement
+    (`partner_hold_write`, 0094)."""
+    ctx = await _burn_context(conn, partner_id, req.card_number, req.partner_ref)
+    holder, pricing = ctx.holder, ctx.pricing
     expires_at = datetime.now(UTC) + timedelta(seconds=req.expires_in_s)
+    transaction_id = uuid.uuid4()
     with ledger_call("hold", req.partner_ref):
-        entry = await ledger.hold(
+        row = await ledger_fetchrow(
             conn,
-            idempotency_key=ledger_key(partner_id, req.partner_ref),
-            shopper_id=holder.shopper_id,
-            partner_id=partner_id,
-            points=req.points,
-            expires_at=expires_at,
-            metadata={"partner_ref": req.partner_ref},
+            queries.HOLD_WRITE,
+            transaction_id,
+            partner_id,
+            req.partner_ref,
+            holder.shopper_id,
+            holder.card_number,
+            req.points,
+            pricing.version,
+            idempotency_key,
+            ledger_key(partner_id, req.partner_ref),
+            expires_at,
+            _metadata_json({"partner_ref": req.partner_ref}),
         )
+    entry = entry_of(row["hold"])
     fresh(entry, req.partner_ref)
+    if not row["recorded"]:  # a concurrent request with the same ref committed first
+        raise PartnerRefConflict(req.partner_ref)
     assert entry.hold_id is not None, entry
-    transaction_id = await record(
-        conn,
-        partner_id=partner_id,
-        partner_ref=req.partner_ref,
-        kind="hold",
-        status="open",
-        holder=holder,
-        points=req.points,
-        pricing_version=pricing.version,
-        ledger_hold_id=entry.hold_id,
-        expires_at=expires_at,
-        idempotency_key=idempotency_key,
-    )
     return HoldResult(
-        hold_id=transaction_id,
+        hold_id=str(transaction_id),
         status="open",
         points=req.points,
         points_captured=0,
@@ -255,22 +250,28 @@ async def hold(
 async def capture_hold(
     conn: Conn, partner_id: int, hold_id: str, req: CaptureRequest
 ) -> HoldResult:
-    row = await _open_hold(conn, partner_id, hold_id)
+    """One read (`CAPTURE_CONTEXT`: the hold, locked, then the pricing), then the capture and
+    the hold's settlement in one statement (`partner_capture_write`, 0094)."""
+    row = await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id)
+    _check_open_hold(row)
+    assert row is not None
     points = row["points"] if req.points is None else req.points
-    pricing = await pricing_in_effect(conn, partner_id)
+    pricing = pricing_of(row, version_column="pricing_in_effect")
+    value_minor = points * pricing.redemption_price_micros // minor_unit_micros(row["currency"])
     with ledger_call("capture"):
-        entry = await ledger.capture(
+        written = await ledger_fetchrow(
             conn,
-            idempotency_key=ledger_key(partner_id, str(row["id"]), part="hold-settle"),
-            hold_id=row["ledger_hold_id"],
-            points=points,
-            redemption_price_micros=pricing.redemption_price_micros,
-            metadata={"partner_ref": row["partner_ref"]},
+            queries.CAPTURE_WRITE,
+            row["id"],
+            partner_id,
+            ledger_key(partner_id, str(row["id"]), part="hold-settle"),
+            row["ledger_hold_id"],
+            points,
+            value_minor,
+            pricing.redemption_price_micros,
+            _metadata_json({"partner_ref": row["partner_ref"]}),
         )
-    value_minor = await points_value_minor(conn, points, pricing.redemption_price_micros)
-    await conn.execute(
-        queries.SETTLE_HOLD, row["id"], partner_id, "captured", points, value_minor, entry.entry_id
-    )
+    entry = entry_of(written["capture"])
     return _hold_result(row, "captured", points, value_minor, entry)
 
 
@@ -931,11 +932,37 @@ def _event_payload(
 
 async def _open_hold(conn: Conn, partner_id: int, hold_id: str) -> asyncpg.Record:
     row = await conn.fetchrow(queries.TRANSACTION_FOR_UPDATE, parse_uuid(hold_id), partner_id)
+    _check_open_hold(row)
+    assert row is not None
+    return row
+
+
+def _check_open_hold(row: asyncpg.Record | None) -> None:
     if row is None or row["kind"] != "hold":
         raise NotFound("hold")
     if row["status"] != "open":
         raise HoldNotOpen(row["status"])
-    return row
+
+
+@dataclass(frozen=True)
+class _BurnContext:
+    holder: shoppers.CardHolder
+    pricing: Pricing
+    currency: str
+
+
+async def _burn_context(
+    conn: Conn, partner_id: int, card_number: str, partner_ref: str
+) -> _BurnContext:
+    """Read in one round trip, then check in the order these operations always had: card
+    (CardUnknown, CardBlocked), pricing (PricingNotEffective), partner_ref (taken)."""
+    row = await conn.fetchrow(queries.BURN_CONTEXT, partner_id, card_number, partner_ref)
+    assert row is not None, "network_settings has its one row"
+    holder = shoppers.holder_of(card_number, row["shopper_id"], row["card_status"])
+    pricing = pricing_of(row, version_column="pricing_version")
+    if row["ref_taken"]:
+        raise PartnerRefConflict(partner_ref)
+    return _BurnContext(holder, pricing, row["currency"])
 
 
 def _hold_result(

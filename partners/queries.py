@@ -70,8 +70,6 @@ FROM partner_api_keys k JOIN partners p ON p.id = k.partner_id
 WHERE k.key_id = $1
 """
 
-NETWORK_CURRENCY = "SELECT currency FROM network_settings"
-
 # ON CONFLICT DO NOTHING: a taken partner_ref returns no row instead of aborting.
 INSERT_TRANSACTION = """
 INSERT INTO partner_transactions (
@@ -341,6 +339,65 @@ CROSS JOIN LATERAL ({
     .replace("$3::text", "u.partner_ref")
 }) AS ctx
 ORDER BY u.n
+"""
+
+# ---- redemption, hold, capture: one read, one write (migration 0094) -------------------------
+
+# What a redemption or a hold reads before it writes: the card, the pricing in effect, whether
+# the ref is taken, the network currency; checked in that order (partners.operations).
+BURN_CONTEXT = """
+SELECT ns.currency::text AS currency,
+       c.shopper_id, c.status AS card_status,
+       p.version AS pricing_version, p.issue_price_micros, p.redemption_price_micros,
+       p.earn_points, p.earn_spend_minor,
+       EXISTS (SELECT 1 FROM partner_transactions
+               WHERE partner_id = $1::bigint AND partner_ref = $3::text) AS ref_taken
+FROM (SELECT currency FROM network_settings LIMIT 1) ns
+LEFT JOIN shopper_cards c ON c.card_number = $2::text
+LEFT JOIN LATERAL (
+    SELECT version, issue_price_micros, redemption_price_micros, earn_points, earn_spend_minor
+    FROM partner_pricing_versions
+    WHERE partner_id = $1::bigint AND effective_at <= now()
+    ORDER BY effective_at DESC
+    LIMIT 1
+) p ON true
+"""
+
+# What a capture reads: the hold's row, locked (TRANSACTION_FOR_UPDATE's), the pricing in
+# effect, the network currency. No row: no such transaction of this partner.
+CAPTURE_CONTEXT = f"""
+SELECT t.*, ns.currency::text AS currency,
+       p.version AS pricing_in_effect, p.issue_price_micros, p.redemption_price_micros,
+       p.earn_points, p.earn_spend_minor
+FROM (SELECT {_TRANSACTION_COLUMNS} FROM partner_transactions
+      WHERE id = $1 AND partner_id = $2 FOR UPDATE) t
+CROSS JOIN (SELECT currency FROM network_settings LIMIT 1) ns
+LEFT JOIN LATERAL (
+    SELECT version, issue_price_micros, redemption_price_micros, earn_points, earn_spend_minor
+    FROM partner_pricing_versions
+    WHERE partner_id = $2 AND effective_at <= now()
+    ORDER BY effective_at DESC
+    LIMIT 1
+) p ON true
+"""
+
+REDEEM_WRITE = """
+SELECT burn, recorded
+FROM partner_redeem_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::text, $6::bigint,
+                          $7::bigint, $8::integer, $9::text, $10::text, $11::bigint,
+                          $12::jsonb, $13::jsonb)
+"""
+
+HOLD_WRITE = """
+SELECT hold, recorded
+FROM partner_hold_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::text, $6::bigint,
+                        $7::integer, $8::text, $9::text, $10::timestamptz, $11::jsonb)
+"""
+
+CAPTURE_WRITE = """
+SELECT capture
+FROM partner_capture_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::bigint, $6::bigint,
+                           $7::bigint, $8::jsonb)
 """
 
 # ---- purchase: every write of a common purchase, in one statement ----------------------------

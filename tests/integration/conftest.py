@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.ledger_twins import twin_databases
+from tests.support.round_trips import RoundTrips, count_round_trips
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +16,9 @@ async def twin_dsns(server_dsn: str, template_dsn: str) -> AsyncIterator[tuple[s
     template exists."""
     async with twin_databases(server_dsn) as dsns:
         yield dsns
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
+    """Counts asyncpg Connection calls (tests/support/round_trips.py) while the test runs."""
+    return count_round_trips(monkeypatch)

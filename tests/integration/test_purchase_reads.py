@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from asyncpg.connection import Connection
 
 from contracts.partners import EnrollRequest, PricingVersionCreate, PurchaseRequest
 from partners import operations
@@ -18,33 +17,11 @@ from partners.errors import CurrencyUnsupported, PartnerRefConflict
 from shoppers import referrals
 from shoppers.errors import CardBlocked, CardUnknown
 from tests.support import program
+from tests.support.round_trips import RoundTrips
 
-COUNTED_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 # A member's purchase, no campaign, no referral: the read, then one write (ledger.earn, the
 # transaction record, lines + breakdown + tier qualification, the purchase.recorded event).
 PLAIN_PURCHASE_ROUND_TRIPS = 2
-
-
-class RoundTrips:
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
-    counter = RoundTrips()
-    for name in COUNTED_METHODS:
-        original = getattr(Connection, name)
-
-        def counting(original: Any = original) -> Any:
-            async def method(self: Connection, *args: Any, **kwargs: Any) -> Any:
-                counter.count += 1
-                return await original(self, *args, **kwargs)
-
-            return method
-
-        monkeypatch.setattr(Connection, name, counting())
-    return counter
 
 
 @pytest.fixture(scope="module")

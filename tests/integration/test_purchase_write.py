@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from asyncpg.connection import Connection
 
 from contracts.partners import Line, PurchaseRequest, RedemptionRequest, RefundRequest
 from ledger import service as ledger
@@ -20,8 +19,7 @@ from partners import operations, queries
 from partners.errors import PartnerRefConflict
 from shoppers import identity, tiers
 from tests.support import program
-
-COUNTED_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+from tests.support.round_trips import RoundTrips
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +42,6 @@ async def purchase(pool: asyncpg.Pool, partner_id: int, req: PurchaseRequest) ->
         return await operations.purchase(
             conn, partner_id, req, idempotency_key=f"k-{req.partner_ref}"
         )
-
-
-class RoundTrips:
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
-    counter = RoundTrips()
-    for name in COUNTED_METHODS:
-        original = getattr(Connection, name)
-
-        def counting(original: Any = original) -> Any:
-            async def method(self: Connection, *args: Any, **kwargs: Any) -> Any:
-                counter.count += 1
-                return await original(self, *args, **kwargs)
-
-            return method
-
-        monkeypatch.setattr(Connection, name, counting())
-    return counter
 
 
 async def counted(
