@@ -153,6 +153,11 @@ async def _write(
         written = await conn.fetch(
             queries.PURCHASE_WRITE_MANY, *_arguments(plains, lock_shopper_ids, now)
         )
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+        # A neighbour's locks (another group or file taking wallets in another order): nothing
+        # of this call stays, and its purchases go the single way, each taking its own locks.
+        await conn.execute(ROLLBACK_MANY)
+        return []
     except asyncpg.PostgresError as exc:
         if getattr(exc, "sqlstate", None) != REF_RECORDED_CONCURRENTLY:
             raise

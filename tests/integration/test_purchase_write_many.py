@@ -9,6 +9,7 @@ and clock readings left out (each side reads its own clock)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,8 @@ import asyncpg
 import pytest
 
 from contracts.partners import Line, PurchaseBatchRequest, PurchaseRequest
+from infra.db import Conn
+from ledger import verify
 from partners import batch, operations
 from shoppers import luhn
 from shoppers import service as shoppers
@@ -210,3 +213,66 @@ async def test_the_set_based_half_writes_the_plain_items(twins: tuple[str, str])
         assert all("partner_ref" in json.loads(row["payload"]) for row in payloads)
     finally:
         await conn.close()
+
+
+async def test_a_set_based_write_that_deadlocks_posts_its_items_one_by_one(
+    pool: asyncpg.Pool,
+) -> None:
+    """Another transaction holds the second wallet and then wants the first, which the batch's
+    set-based write took: the write is the deadlock's victim, rolls back to its savepoint and
+    the items are posted one by one; every item is created once."""
+    partner_id = await program.partner(pool, "deadlock")
+    holders = [await program.shopper(pool, partner_id) for _ in range(2)]
+    for holder in holders:  # wallets exist, so the write locks both
+        await program.buy(pool, partner_id, holder.card_number, 1_000)
+    first, second = sorted(holders, key=lambda holder: holder.shopper_id)
+    other = await pool.acquire()
+    try:
+        await other.execute("BEGIN")
+        await other.execute(LOCK_WALLET, second.shopper_id)
+        batch_pid: list[int] = []
+
+        async def post() -> Any:
+            async with pool.acquire() as conn, conn.transaction():
+                batch_pid.append(conn.get_server_pid())
+                return await batch.purchase_batch(
+                    conn,
+                    partner_id,
+                    PurchaseBatchRequest(
+                        items=[
+                            _purchase(h.card_number, f"dl-{n}", 2_000)
+                            for n, h in enumerate(holders)
+                        ]
+                    ),
+                    idempotency_key="dl-file",
+                    set_based=True,
+                )
+
+        posting = asyncio.create_task(post())
+        await _until_waiting_on_a_lock(other, batch_pid)
+        # Now the batch holds the first wallet and waits for the second: close the cycle.
+        await other.execute(LOCK_WALLET, first.shopper_id)  # returns once the victim rolled back
+        await other.execute("COMMIT")
+        result = await asyncio.wait_for(posting, timeout=10)
+    finally:
+        await pool.release(other)
+    assert [r.status for r in result.results] == ["created", "created"]
+    wallets = await pool.fetch(
+        "SELECT available FROM ledger.wallet WHERE shopper_id = ANY($1::bigint[])",
+        [h.shopper_id for h in holders],
+    )
+    assert sorted(w["available"] for w in wallets) == [30, 30]  # 10 before, 20 now, once
+    async with pool.acquire() as conn:
+        assert await verify.verify(conn) == []
+
+
+async def _until_waiting_on_a_lock(conn: Conn, pids: list[int]) -> None:
+    for _ in range(200):  # 10 s
+        if pids and await conn.fetchval(WAITING_ON_A_LOCK, pids[0]):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch never waited for the second wallet")
+
+
+LOCK_WALLET = "SELECT 1 FROM ledger.wallet WHERE shopper_id = $1 FOR UPDATE"
+WAITING_ON_A_LOCK = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
