@@ -13,9 +13,10 @@ savepoint in a group's transaction and is answered once the group has committed.
 effect is rolled back with the call's admission, which is then made again on its own, so the
 answer and what commits are the same as for a call alone.
 
-A route whose effect has a set-based form (`Many`, e.g. purchases) lets a group's calls of that
-route run together: one statement admits them all, the set-based effect makes what it can of
-them, and each call it left runs its own effect after a savepoint, exactly as `alone` does.
+A group's idempotent calls run together (`group_commit.Together`): one statement admits them
+all; a route whose effect has a set-based form (`Many`, e.g. purchases) makes what it can of
+its calls in one step; each other call runs its own effect after a savepoint, exactly as
+`alone` does.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ async def run_once(
             call.alone,
             finish=_store_group,
             exclusive=(call.partner_id, key),  # its record is written at the group's end
-            together=None if many is None else Together(many.run, _run_together, (call, many)),
+            together=Together(_IDEMPOTENT_CALLS, _run_together, (call, many)),
         )
         outcome = await committer.run(job)
     else:
@@ -242,10 +243,14 @@ class _Call(Generic[T]):
             return await self.effect_after_savepoint(conn, store=True)
 
 
-async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any]]]) -> list[Any]:
-    """A group's calls of one route, together (`Together.run`): one statement admits them all;
-    the route's set-based effect makes what it can of the admitted ones; each call it left
-    runs its own effect after a savepoint. Answers each call's outcome, in order."""
+_IDEMPOTENT_CALLS = "run_once"  # the `Together` kind of every grouped idempotent call
+
+
+async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any] | None]]) -> list[Any]:
+    """A group's idempotent calls, together (`Together.run`): one statement admits them all;
+    each route's set-based effect (`Many`) makes what it can of its admitted calls; every
+    other admitted call runs its own effect after a savepoint. Answers each call's outcome,
+    in order."""
     calls = [call for call, _ in items]
     rows = [rate_limit.arguments(c.admission, c.partner_id, c.key) for c in calls]
     columns = [[row[i] for row in rows] for i in range(len(rows[0]))]
@@ -255,16 +260,26 @@ async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any]]]) -
         call.judged(claim) for call, claim in zip(calls, claims, strict=True)
     ]
     admitted = [handle for handle, outcome in enumerate(outcomes) if outcome is None]
-    made = (
-        await items[0][1].run(conn, [(h, items[h][1].item) for h in admitted]) if admitted else {}
-    )
+    routes: dict[Any, list[int]] = {}
     for handle in admitted:
-        call = calls[handle]
-        if handle in made:
-            outcomes[handle] = call.stored(made[handle])
-        else:
-            outcomes[handle] = await call.effect_in_group(conn)
+        many = items[handle][1]
+        if many is not None:
+            routes.setdefault(many.run, []).append(handle)
+    for handles in routes.values():
+        many = items[handles[0]][1]
+        assert many is not None
+        made = await many.run(conn, [(h, _item(items[h][1])) for h in handles])
+        for handle, result in made.items():
+            outcomes[handle] = calls[handle].stored(result)
+    for handle in admitted:
+        if outcomes[handle] is None:
+            outcomes[handle] = await calls[handle].effect_in_group(conn)
     return outcomes
+
+
+def _item(many: Many[Any] | None) -> Any:
+    assert many is not None
+    return many.item
 
 
 async def _admit(
