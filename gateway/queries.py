@@ -11,18 +11,14 @@ SELECT nonce_fresh, requests, locked, request_sha256, response_status, response_
 FROM gateway_admit($1, $2, $3, $4, $5, $6, $7, $8)
 """
 
-# Many calls of a group (gateway/group_commit.py) admitted in one round trip: ADMIT's arguments
-# as arrays, one element per call; a row per call, in array order.
+# Many calls of a group (gateway/group_commit.py) admitted in one round trip, set-based
+# (infra/migrations/0095_gateway_admit_many.sql): ADMIT's arguments as arrays, one element per
+# call; ADMIT's columns, a row per call, in array order.
 ADMIT_MANY = """
-SELECT a.nonce_fresh, a.requests, a.locked, a.request_sha256, a.response_status,
-       a.response_body
-FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::integer[],
-            $7::bigint[], $8::text[]) WITH ORDINALITY
-     AS u (key_id, nonce, limit_per_s, window_s, process, local_requests, partner_id,
-           idempotency_key, n)
-CROSS JOIN LATERAL gateway_admit(u.key_id, u.nonce, u.limit_per_s, u.window_s, u.process,
-                                 u.local_requests, u.partner_id, u.idempotency_key) AS a
-ORDER BY u.n
+SELECT nonce_fresh, requests, locked, request_sha256, response_status, response_body
+FROM gateway_admit_many($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[],
+                        $6::integer[], $7::bigint[], $8::text[])
+ORDER BY n
 """
 
 # The effect runs after this savepoint: a failing effect is rolled back to it and the
