@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from contracts.partners import Line, PurchaseBatchRequest, PurchaseRequest
+from contracts.partners import Line, PurchaseBatchRequest, PurchaseBatchResult, PurchaseRequest
 from infra.db import Conn
 from ledger import verify
 from partners import batch, operations
@@ -78,9 +78,25 @@ DUMPS = {
 }
 
 
-async def _dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
+async def dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
     async with pool.acquire() as conn:
         return {name: [tuple(row) for row in await conn.fetch(q)] for name, q in DUMPS.items()}
+
+
+def answers_of(result: PurchaseBatchResult) -> list[tuple[Any, ...]]:
+    """A batch's answers, comparable across databases (a transaction id only as present)."""
+    return [
+        (
+            r.index,
+            r.partner_ref,
+            r.status,
+            r.transaction_id is not None,
+            r.points_earned,
+            r.breakdown,
+            r.error,
+        )
+        for r in result.results
+    ]
 
 
 def _purchase(card: str, ref: str, amount_minor: int, **fields: Any) -> PurchaseRequest:
@@ -152,19 +168,7 @@ async def _run(dsn: str, *, set_based: bool) -> tuple[list[Any], dict[str, Any]]
             result = await batch.purchase_batch(
                 conn, partner_id, _batch(cards), idempotency_key="file-1", set_based=set_based
             )
-        answers = [
-            (
-                r.index,
-                r.partner_ref,
-                r.status,
-                r.transaction_id is not None,
-                r.points_earned,
-                r.breakdown,
-                r.error,
-            )
-            for r in result.results
-        ]
-        return answers, await _dump(pool)
+        return answers_of(result), await dump(pool)
     finally:
         await pool.close()
 

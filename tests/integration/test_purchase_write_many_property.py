@@ -26,7 +26,7 @@ from partners import batch, operations
 from shoppers import luhn
 from shoppers import service as shoppers
 from tests.conftest import TEMPLATE_DB
-from tests.integration.test_purchase_write_many import _dump
+from tests.integration.test_purchase_write_many import answers_of, dump
 from tests.support import program
 from tests.support.databases import create_database, drop_database
 
@@ -147,19 +147,7 @@ async def _run(
                 result = await batch.purchase_batch(
                     conn, partner_id, req, idempotency_key="file-1", set_based=set_based
                 )
-            answers = [
-                (
-                    r.index,
-                    r.partner_ref,
-                    r.status,
-                    r.transaction_id is not None,
-                    r.points_earned,
-                    r.breakdown,
-                    r.error,
-                )
-                for r in result.results
-            ]
-            return answers, await _dump(pool)
+            return answers_of(result), await dump(pool)
         finally:
             await pool.close()
     finally:
