@@ -97,7 +97,7 @@ class Job(Generic[R]):
         or when the group's commit was refused).
     finish: called once per group, just before COMMIT, with the results of the group's calls
         that share this very function and whose work succeeded: writes that can be made for
-        the whole group in one pipelined round trip instead of one per call. Raising fails the
+        the whole group in one round trip instead of one per call. Raising fails the
         group (nothing committed: every call runs alone).
     exclusive: calls with equal values never share a group (the later one waits for the next),
         e.g. an idempotency key whose record `finish` writes: a neighbour in the same group

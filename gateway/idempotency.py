@@ -60,15 +60,19 @@ class _Stored(Generic[T]):
 
     result: T
     body: bytes
-    record: tuple[int, str, bytes, int, bytes] | None = None  # INSERT_IDEMPOTENCY_RECORD's
+    record: tuple[int, str, bytes, int, bytes] | None = None  # INSERT_IDEMPOTENCY_RECORDS' row
 
 
 async def _store_group(conn: Conn, outcomes: list[_Outcome[Any]]) -> None:
     """The records of a group's calls whose effect ran, in one statement."""
     records = [o.record for o in outcomes if isinstance(o, _Stored) and o.record is not None]
     if records:
-        columns = [[record[i] for record in records] for i in range(len(records[0]))]
-        await conn.execute(queries.INSERT_IDEMPOTENCY_RECORDS, *columns)
+        await _insert_records(conn, records)
+
+
+async def _insert_records(conn: Conn, records: list[tuple[int, str, bytes, int, bytes]]) -> None:
+    columns = [[record[i] for record in records] for i in range(len(records[0]))]
+    await conn.execute(queries.INSERT_IDEMPOTENCY_RECORDS, *columns)
 
 
 # What the transaction decided, answered only once it has committed: a refusal or the effect's
@@ -157,7 +161,7 @@ class _Call(Generic[T]):
             answered = await self._admitted(conn)
             if answered is not None:
                 return answered
-            return await self.effect_after_savepoint(conn, store=True)
+            return await self.effect_after_savepoint(conn)
 
     async def work(self, conn: Conn) -> _Outcome[T]:
         """In a group's transaction, after the call's savepoint: admit, then the effect; its
@@ -191,19 +195,16 @@ class _Call(Generic[T]):
         # A refusal commits what the admission wrote (the nonce, the counted call), then refuses.
         return refusal if refusal is not None else _claimed(claim, self.fingerprint)
 
-    async def effect_after_savepoint(self, conn: Conn, *, store: bool) -> Exception | _Stored[T]:
-        """After a savepoint, the effect (and its record when `store`, else the record is left
-        for the group's end); a failure rolls back to the savepoint and is returned, to be
-        raised once the admission has committed."""
+    async def effect_after_savepoint(self, conn: Conn) -> Exception | _Stored[T]:
+        """After a savepoint, the effect and its record; a failure rolls back to the savepoint
+        and is returned, to be raised once the admission has committed."""
         await conn.execute(queries.SAVEPOINT_EFFECT)
         for attempt in range(1, DEADLOCK_ATTEMPTS_MAX + 1):
             try:
                 stored = self.stored(await self.effect(conn))
-                if store:
-                    assert stored.record is not None
-                    await conn.execute(queries.INSERT_IDEMPOTENCY_RECORD, *stored.record)
-                    return _Stored(stored.result, stored.body)
-                return stored
+                assert stored.record is not None
+                await _insert_records(conn, [stored.record])
+                return _Stored(stored.result, stored.body)
             except asyncpg.DeadlockDetectedError as exc:
                 # Rolling back to the savepoint releases the effect's row locks; the
                 # admission and the key's claim are kept for the next attempt.
@@ -240,7 +241,7 @@ class _Call(Generic[T]):
             answered = _claimed(claim, self.fingerprint)
             if answered is not None:
                 return answered
-            return await self.effect_after_savepoint(conn, store=True)
+            return await self.effect_after_savepoint(conn)
 
 
 _IDEMPOTENT_CALLS = "run_once"  # the `Together` kind of every grouped idempotent call
@@ -260,26 +261,18 @@ async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any] | No
         call.judged(claim) for call, claim in zip(calls, claims, strict=True)
     ]
     admitted = [handle for handle, outcome in enumerate(outcomes) if outcome is None]
-    routes: dict[Any, list[int]] = {}
+    routes: dict[Callable[..., Awaitable[dict[int, Any]]], list[tuple[int, Any]]] = {}
     for handle in admitted:
         many = items[handle][1]
         if many is not None:
-            routes.setdefault(many.run, []).append(handle)
-    for handles in routes.values():
-        many = items[handles[0]][1]
-        assert many is not None
-        made = await many.run(conn, [(h, _item(items[h][1])) for h in handles])
-        for handle, result in made.items():
+            routes.setdefault(many.run, []).append((handle, many.item))
+    for run, handled_items in routes.items():
+        for handle, result in (await run(conn, handled_items)).items():
             outcomes[handle] = calls[handle].stored(result)
     for handle in admitted:
         if outcomes[handle] is None:
             outcomes[handle] = await calls[handle].effect_in_group(conn)
     return outcomes
-
-
-def _item(many: Many[Any] | None) -> Any:
-    assert many is not None
-    return many.item
 
 
 async def _admit(

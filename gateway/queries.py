@@ -27,13 +27,7 @@ ORDER BY n
 SAVEPOINT_EFFECT = "SAVEPOINT gateway_effect"
 ROLLBACK_TO_EFFECT = "ROLLBACK TO SAVEPOINT gateway_effect"
 
-INSERT_IDEMPOTENCY_RECORD = """
-INSERT INTO idempotency_records
-    (partner_id, idempotency_key, request_sha256, response_status, response_body)
-VALUES ($1, $2, $3, $4, $5)
-"""
-
-# A group's records in one statement: INSERT_IDEMPOTENCY_RECORD's columns as arrays.
+# Idempotency records, one or a group's, in one statement: the columns as arrays.
 INSERT_IDEMPOTENCY_RECORDS = """
 INSERT INTO idempotency_records
     (partner_id, idempotency_key, request_sha256, response_status, response_body)

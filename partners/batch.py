@@ -95,10 +95,11 @@ async def purchase_batch(
     }
     answered: dict[int, BatchItemResult] = {}
     # The plain items first, set-based; the rest one by one below (see purchase_many).
-    order = _lock_order(req.items)
+    firsts = _first_uses(req.items)
+    order = _lock_order(req.items, firsts)
     first_uses = [
         purchase_many.Candidate(index, partner_id, req.items[index], idempotency_key)
-        for index in order[: len(_first_uses(req.items))]
+        for index in order[: len(firsts)]
         if req.items[index].partner_ref not in recorded
     ]
     created_many = await purchase_many.post_plain(conn, first_uses) if set_based else {}
@@ -149,14 +150,14 @@ def _created(index: int, item: PurchaseRequest, created: PurchaseResult) -> Batc
     )
 
 
-def _lock_order(items: list[PurchaseRequest]) -> list[int]:
+def _lock_order(items: list[PurchaseRequest], firsts: list[int]) -> list[int]:
     """Item indexes by card number, file order within a card. Every item locks its shopper's
     wallet (and tier) until the batch commits; concurrent batches that share shoppers (cards
     are network-wide) would deadlock if each took them in its own file order, so all take
     them in one order. A shopper's own items keep their file order (tier progress follows
     the file). An item repeating an earlier item's `partner_ref` goes last, so the file's
-    first use of a ref is the one posted. Answers are returned in request order."""
-    firsts = _first_uses(items)
+    first use of a ref is the one posted (`firsts`: `_first_uses(items)`). Answers are
+    returned in request order."""
     repeats = sorted(set(range(len(items))) - set(firsts))
     return sorted(firsts, key=lambda index: (items[index].card_number, index)) + repeats
 

@@ -193,10 +193,7 @@ async def redeem(
             _metadata_json({"partner_ref": req.partner_ref}),
             outbox.payload_text("redemption.recorded", payload),
         )
-    entry = entry_of(row["burn"])
-    fresh(entry, req.partner_ref)
-    if not row["recorded"]:  # a concurrent request with the same ref committed first
-        raise PartnerRefConflict(req.partner_ref)
+    entry = _written(row["burn"], row["recorded"], req.partner_ref)
     return RedemptionResult(
         transaction_id=str(transaction_id),
         points_redeemed=req.points,
@@ -230,10 +227,7 @@ async def hold(
             expires_at,
             _metadata_json({"partner_ref": req.partner_ref}),
         )
-    entry = entry_of(row["hold"])
-    fresh(entry, req.partner_ref)
-    if not row["recorded"]:  # a concurrent request with the same ref committed first
-        raise PartnerRefConflict(req.partner_ref)
+    entry = _written(row["hold"], row["recorded"], req.partner_ref)
     assert entry.hold_id is not None, entry
     return HoldResult(
         hold_id=str(transaction_id),
@@ -252,9 +246,7 @@ async def capture_hold(
 ) -> HoldResult:
     """One read (`CAPTURE_CONTEXT`: the hold, locked, then the pricing), then the capture and
     the hold's settlement in one statement (`partner_capture_write`, 0094)."""
-    row = await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id)
-    _check_open_hold(row)
-    assert row is not None
+    row = _open(await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id))
     points = row["points"] if req.points is None else req.points
     pricing = pricing_of(row, version_column="pricing_in_effect")
     value_minor = points * pricing.redemption_price_micros // minor_unit_micros(row["currency"])
@@ -392,12 +384,12 @@ _PURCHASE_RECORDED = "purchase.recorded"
 _NETWORK_PAID_REASON = "campaign"  # ledger goodwill reason of a network campaign's points
 # The tiers above the base one, in rank order, with their qualification thresholds: a purchase
 # whose qualification reaches none of them cannot change the tier (`tiers.upgrade_if_qualified`
-# returns at once), else its statement ensures and locks the tier row (migration 0085).
+# returns at once), else its statement ensures and locks the tier row (migrations 0085, 0093).
 assert [tier.rank for tier in tiers.TIERS] == list(range(len(tiers.TIERS))), tiers.TIERS
 _UPPER_TIERS = [tier for tier in tiers.TIERS if tier.rank > tiers.BASE_TIER.rank]
-_UPPER_TIER_NAMES = [tier.name for tier in _UPPER_TIERS]
-_UPPER_TIERS_POINTS_MIN = [tier.points_earned_min for tier in _UPPER_TIERS]
-_UPPER_TIERS_SPEND_MIN = [tier.spend_minor_min for tier in _UPPER_TIERS]
+UPPER_TIER_NAMES = [tier.name for tier in _UPPER_TIERS]
+UPPER_TIERS_POINTS_MIN = [tier.points_earned_min for tier in _UPPER_TIERS]
+UPPER_TIERS_SPEND_MIN = [tier.spend_minor_min for tier in _UPPER_TIERS]
 
 
 async def _purchase_in_steps(
@@ -502,9 +494,9 @@ async def _purchase_written_at_once(
             ),
             now,
             *earning.stored_columns(basket, items),
-            _UPPER_TIER_NAMES,
-            _UPPER_TIERS_POINTS_MIN,
-            _UPPER_TIERS_SPEND_MIN,
+            UPPER_TIER_NAMES,
+            UPPER_TIERS_POINTS_MIN,
+            UPPER_TIERS_SPEND_MIN,
             outbox.payload_text(_PURCHASE_RECORDED, payload),
         )
     balance: int | None = None
@@ -577,12 +569,6 @@ class PlainPurchase:
             balance=balance,
             breakdown=[item.contract() for item in self.items],
         )
-
-
-# What partners.purchase_many passes on for the tier step (0093 takes 0085's arrays).
-UPPER_TIER_NAMES = _UPPER_TIER_NAMES
-UPPER_TIERS_POINTS_MIN = _UPPER_TIERS_POINTS_MIN
-UPPER_TIERS_SPEND_MIN = _UPPER_TIERS_SPEND_MIN
 
 
 def plain_purchase(
@@ -931,17 +917,28 @@ def _event_payload(
 
 
 async def _open_hold(conn: Conn, partner_id: int, hold_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(queries.TRANSACTION_FOR_UPDATE, parse_uuid(hold_id), partner_id)
-    _check_open_hold(row)
-    assert row is not None
-    return row
+    return _open(
+        await conn.fetchrow(queries.TRANSACTION_FOR_UPDATE, parse_uuid(hold_id), partner_id)
+    )
 
 
-def _check_open_hold(row: asyncpg.Record | None) -> None:
+def _open(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of an open hold, or the refusal: no such hold (404), or not open (409)."""
     if row is None or row["kind"] != "hold":
         raise NotFound("hold")
     if row["status"] != "open":
         raise HoldNotOpen(row["status"])
+    return row
+
+
+def _written(raw: str, recorded: bool, partner_ref: str) -> ledger.EntryResult:
+    """The ledger result of a redemption's or a hold's write (0094), checked as the separate
+    statements were: a replayed key, or a ref recorded concurrently, is a ref conflict."""
+    entry = entry_of(raw)
+    fresh(entry, partner_ref)
+    if not recorded:  # a concurrent request with the same ref committed first
+        raise PartnerRefConflict(partner_ref)
+    return entry
 
 
 @dataclass(frozen=True)
