@@ -32,12 +32,11 @@ from partners.telemetry import timed
 if TYPE_CHECKING:
     from partners.operations import PlainPurchase
 
-# The write runs after a savepoint, left open when it worked (the transaction's end releases
-# it): one round trip less per call.
-SAVEPOINT_MANY = "SAVEPOINT purchase_many"
-ROLLBACK_MANY = "ROLLBACK TO SAVEPOINT purchase_many; RELEASE SAVEPOINT purchase_many"
-# Raised by partner_purchase_write_many when a partner_ref was recorded concurrently since the
-# read: nothing of the call stays, and its purchases go the single way.
+# What the write answers (its `refused` column, migration 0096) when it rolled itself back:
+# nothing of the call stays, and its purchases go the single way. A neighbour's locks (another
+# group or file taking wallets in another order) ...
+LOST_TO_A_NEIGHBOUR = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+# ... or a partner_ref recorded concurrently since the read.
 REF_RECORDED_CONCURRENTLY = "CLB01"
 ROUNDS_MAX = MAX_BATCH_ITEMS  # a round writes at least one purchase of every shopper left
 
@@ -148,27 +147,22 @@ async def _write(
 ) -> list[asyncpg.Record]:
     if not plains and not lock_shopper_ids:
         return []
-    await conn.execute(SAVEPOINT_MANY)
-    try:
-        written = await conn.fetch(
-            queries.PURCHASE_WRITE_MANY, *_arguments(plains, lock_shopper_ids, now)
-        )
-    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-        # A neighbour's locks (another group or file taking wallets in another order): nothing
-        # of this call stays, and its purchases go the single way, each taking its own locks.
-        await conn.execute(ROLLBACK_MANY)
+    written = await conn.fetch(
+        queries.PURCHASE_WRITE_MANY, *_arguments(plains, lock_shopper_ids, now)
+    )
+    refused = {row["refused"] for row in written} - {None}
+    if not refused:
+        assert len(written) == len(plains), "one row per purchase"
+        return written
+    assert len(written) == 1, written  # the refusal row alone
+    if refused <= LOST_TO_A_NEIGHBOUR:
         return []
-    except asyncpg.PostgresError as exc:
-        if getattr(exc, "sqlstate", None) != REF_RECORDED_CONCURRENTLY:
-            raise
-        await conn.execute(ROLLBACK_MANY)
-        # The rollback released the wallet locks: take them again, in the same order.
-        lock_only = _arguments([], lock_shopper_ids, now)
-        locked = await conn.fetch(queries.PURCHASE_WRITE_MANY, *lock_only)
-        assert locked == [], locked
-        return []
-    assert len(written) == len(plains), "one row per purchase"
-    return written
+    assert refused == {REF_RECORDED_CONCURRENTLY}, refused
+    # The rollback released the wallet locks: take them again, in the same order.
+    lock_only = _arguments([], lock_shopper_ids, now)
+    locked = await conn.fetch(queries.PURCHASE_WRITE_MANY, *lock_only)
+    assert locked == [], locked
+    return []
 
 
 def _arguments(plains: list[_Plain], lock_shopper_ids: list[int], now: datetime) -> list[Any]:

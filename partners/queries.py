@@ -420,9 +420,10 @@ FROM partner_purchase_write(
 
 # `partner_purchase_write_many` (migration 0093): the writes of many plain purchases
 # (partner-paid points only, one item per shopper), set-based; see partners.purchase_many.
+# Through 0096's wrapper: in a subtransaction of its own, a refusal answered as a row.
 PURCHASE_WRITE_MANY = """
-SELECT n, written, balance_after, points_earned, spend_minor, tier, event_recorded
-FROM partner_purchase_write_many(
+SELECT n, written, balance_after, points_earned, spend_minor, tier, event_recorded, refused
+FROM partner_purchase_write_many_or_refused(
     $1::timestamptz, $2::bigint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[],
     $7::text[], $8::bigint[], $9::integer[], $10::bigint[], $11::timestamptz[], $12::text[],
     $13::text[], $14::bigint[], $15::jsonb[], $16::jsonb[], $17::integer[], $18::text[],

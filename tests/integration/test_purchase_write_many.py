@@ -20,7 +20,7 @@ import pytest
 from contracts.partners import Line, PurchaseBatchRequest, PurchaseBatchResult, PurchaseRequest
 from infra.db import Conn
 from ledger import verify
-from partners import batch, operations
+from partners import batch, operations, purchase_many
 from shoppers import luhn
 from shoppers import service as shoppers
 from tests.support import program
@@ -268,6 +268,60 @@ async def test_a_set_based_write_that_deadlocks_posts_its_items_one_by_one(
     assert sorted(w["available"] for w in wallets) == [30, 30]  # 10 before, 20 now, once
     async with pool.acquire() as conn:
         assert await verify.verify(conn) == []
+
+
+async def test_a_partner_ref_recorded_since_the_read_writes_nothing_and_keeps_the_locks(
+    pool: asyncpg.Pool,
+) -> None:
+    """Another transaction records the same partner_ref after the set-based side read it as
+    new: the write refuses (CLB01, answered as a row by 0096's subtransaction), leaves nothing
+    of its own, takes the wallet locks again and answers no purchase, for the single path.
+    The other purchase earns nothing (0.50 at 1 point per 1.00), so it claims no ledger key
+    the write would see first."""
+    partner_id = await program.partner(pool, "recorded")
+    holder = await program.shopper(pool, partner_id)
+    await program.buy(pool, partner_id, holder.card_number, 1_000)  # the wallet exists
+    request = _purchase(holder.card_number, "recorded-since", 2_000)
+    other = await pool.acquire()
+    try:
+        await other.execute("BEGIN")
+        small = _purchase(holder.card_number, "recorded-since", 50)
+        await operations.purchase(other, partner_id, small, idempotency_key="other-call")
+        writer_pid: list[int] = []
+
+        async def post() -> tuple[dict[int, Any], bool]:
+            async with pool.acquire() as conn, conn.transaction():
+                writer_pid.append(conn.get_server_pid())
+                written = await purchase_many.post_plain(
+                    conn, [purchase_many.Candidate(0, partner_id, request, "this-call")]
+                )
+                return written, await _locked_elsewhere(pool, holder.shopper_id)
+
+        posting = asyncio.create_task(post())
+        await _until_waiting_on_a_lock(other, writer_pid)  # read done, waits for the ref
+        await other.execute("COMMIT")
+        written, still_locked = await asyncio.wait_for(posting, timeout=10)
+    finally:
+        await pool.release(other)
+    assert written == {}
+    assert still_locked
+    rows = await pool.fetch(
+        "SELECT idempotency_key FROM partner_transactions WHERE partner_ref = $1",
+        "recorded-since",
+    )
+    assert [row["idempotency_key"] for row in rows] == ["other-call"]
+    assert await program.balance(pool, holder.card_number) == 10  # the first purchase's only
+    async with pool.acquire() as conn:
+        assert await verify.verify(conn) == []
+
+
+async def _locked_elsewhere(pool: asyncpg.Pool, shopper_id: int) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            await conn.execute(LOCK_WALLET + " NOWAIT", shopper_id)
+        except asyncpg.LockNotAvailableError:
+            return True
+        return False
 
 
 async def _until_waiting_on_a_lock(conn: Conn, pids: list[int]) -> None:
