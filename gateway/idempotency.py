@@ -22,7 +22,7 @@ its calls in one step; each other call runs its own effect after a savepoint, ex
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -71,8 +71,13 @@ async def _store_group(conn: Conn, outcomes: list[_Outcome[Any]]) -> None:
 
 
 async def _insert_records(conn: Conn, records: list[tuple[int, str, bytes, int, bytes]]) -> None:
-    columns = [[record[i] for record in records] for i in range(len(records[0]))]
-    await conn.execute(queries.INSERT_IDEMPOTENCY_RECORDS, *columns)
+    await conn.execute(queries.INSERT_IDEMPOTENCY_RECORDS, *_columns(records))
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of arguments as one array per column (for the statements that `unnest` them)."""
+    assert rows, "a statement over no rows is never sent"
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # What the transaction decided, answered only once it has committed: a refusal or the effect's
@@ -254,8 +259,7 @@ async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any] | No
     in order."""
     calls = [call for call, _ in items]
     rows = [rate_limit.arguments(c.admission, c.partner_id, c.key) for c in calls]
-    columns = [[row[i] for row in rows] for i in range(len(rows[0]))]
-    claims = await conn.fetch(queries.ADMIT_MANY, *columns)
+    claims = await conn.fetch(queries.ADMIT_MANY, *_columns(rows))
     assert len(claims) == len(calls), "a row per call"
     outcomes: list[_Outcome[Any] | AfterCommit[Any] | None] = [
         call.judged(claim) for call, claim in zip(calls, claims, strict=True)

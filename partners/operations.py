@@ -166,7 +166,7 @@ async def redeem(
     event."""
     ctx = await _burn_context(conn, partner_id, req.card_number, req.partner_ref)
     holder, pricing = ctx.holder, ctx.pricing
-    value_minor = req.points * pricing.redemption_price_micros // minor_unit_micros(ctx.currency)
+    value_minor = _value_minor(req.points, pricing, ctx.currency)
     transaction_id = uuid.uuid4()
     payload = _event_payload(
         holder.shopper_id,
@@ -249,7 +249,7 @@ async def capture_hold(
     row = _open(await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id))
     points = row["points"] if req.points is None else req.points
     pricing = pricing_of(row, version_column="pricing_in_effect")
-    value_minor = points * pricing.redemption_price_micros // minor_unit_micros(row["currency"])
+    value_minor = _value_minor(points, pricing, row["currency"])
     with ledger_call("capture"):
         written = await ledger_fetchrow(
             conn,
@@ -929,6 +929,11 @@ def _open(row: asyncpg.Record | None) -> asyncpg.Record:
     if row["status"] != "open":
         raise HoldNotOpen(row["status"])
     return row
+
+
+def _value_minor(points: int, pricing: Pricing, currency: str) -> int:
+    """What burned points are worth to the partner, in minor units, rounded down."""
+    return points * pricing.redemption_price_micros // minor_unit_micros(currency)
 
 
 def _written(raw: str, recorded: bool, partner_ref: str) -> ledger.EntryResult:
