@@ -49,6 +49,7 @@ from litestar.handlers.base import BaseRouteHandler
 from contracts.errors import ErrorCode
 from contracts.signing import ALGORITHM_ID, CREATED_SKEW_S_MAX, secret_bytes
 from gateway import metrics, queries, rate_limit
+from gateway.auth import plain_fields
 from gateway.errors import ApiError
 from gateway.partner_state import OpenedKey, PartnerGateway
 from gateway.state import AppState
@@ -164,16 +165,18 @@ def _parse_input(request: Request[Any, Any, Any]) -> _SignatureInput:
     if len(signature_input) > SIGNATURE_HEADER_BYTES_MAX:
         raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is too long")
     duplicate_labels: list[str] = []
-    try:
-        parsed: Any = http_sf.parse(
-            signature_input.encode("latin-1"),
-            tltype="dictionary",
-            on_duplicate_key=lambda key, context: (
-                duplicate_labels.append(key) if context == "dictionary" else None
-            ),
-        )
-    except (ValueError, TypeError, UnicodeEncodeError):
-        raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is malformed") from None
+    parsed: Any = plain_fields.signature_input(signature_input)
+    if parsed is None:  # not the SDK's shape: the generic parser decides
+        try:
+            parsed = http_sf.parse(
+                signature_input.encode("latin-1"),
+                tltype="dictionary",
+                on_duplicate_key=lambda key, context: (
+                    duplicate_labels.append(key) if context == "dictionary" else None
+                ),
+            )
+        except (ValueError, TypeError, UnicodeEncodeError):
+            raise _Refused(ErrorCode.SIGNATURE_INVALID, "Signature-Input is malformed") from None
     if not isinstance(parsed, dict) or len(parsed) != 1:
         raise _Refused(ErrorCode.SIGNATURE_INVALID, "exactly one signature is expected")
     ((label, (members, params)),) = parsed.items()
@@ -330,14 +333,17 @@ def _verify_plain(
 def _plain_signature(value: str, label: str) -> bytes | None:
     """The Signature header's one member under `label`, a byte sequence (else None)."""
     duplicate_labels: list[str] = []
-    try:
-        parsed: Any = http_sf.parse(
-            value.strip(" \t").encode("ascii"),
-            tltype="dictionary",
-            on_duplicate_key=lambda key, _: duplicate_labels.append(key),
-        )
-    except (ValueError, TypeError, UnicodeEncodeError):
-        return None
+    stripped = value.strip(" \t")
+    parsed: Any = plain_fields.signature(stripped)
+    if parsed is None:  # not the SDK's shape: the generic parser decides
+        try:
+            parsed = http_sf.parse(
+                stripped.encode("ascii"),
+                tltype="dictionary",
+                on_duplicate_key=lambda key, _: duplicate_labels.append(key),
+            )
+        except (ValueError, TypeError, UnicodeEncodeError):
+            return None
     if duplicate_labels or not isinstance(parsed, dict) or list(parsed) != [label]:
         return None
     member, params = parsed[label]
