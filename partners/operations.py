@@ -163,8 +163,35 @@ async def redeem(
 ) -> RedemptionResult:
     """One read (`BURN_CONTEXT`: card, pricing, ref, currency, checked in that order), then
     every write in one statement (`partner_redeem_write`, 0094): the burn, the record, the
-    event."""
+    event. (A group commit's redemptions: partners.burn_many, the same steps for many.)"""
     ctx = await _burn_context(conn, partner_id, req.card_number, req.partner_ref)
+    redemption = redemption_of(ctx, partner_id, req, idempotency_key=idempotency_key)
+    with ledger_call("burn", req.partner_ref):
+        row = await ledger_fetchrow(conn, queries.REDEEM_WRITE, *redemption.arguments)
+    return redemption.result(_written(row["burn"], row["recorded"], req.partner_ref))
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A redemption whose read passed: REDEEM_WRITE's arguments, and its answer once written."""
+
+    arguments: tuple[Any, ...]
+    transaction_id: uuid.UUID
+    points: int
+    value_minor: int
+
+    def result(self, entry: ledger.EntryResult) -> RedemptionResult:
+        return RedemptionResult(
+            transaction_id=str(self.transaction_id),
+            points_redeemed=self.points,
+            value_minor=self.value_minor,
+            balance=known(entry.balance_after),
+        )
+
+
+def redemption_of(
+    ctx: BurnContext, partner_id: int, req: RedemptionRequest, *, idempotency_key: str
+) -> Redemption:
     holder, pricing = ctx.holder, ctx.pricing
     value_minor = _value_minor(req.points, pricing, ctx.currency)
     transaction_id = uuid.uuid4()
@@ -175,70 +202,77 @@ async def redeem(
         req.points,
         value_minor=value_minor,
     )
-    with ledger_call("burn", req.partner_ref):
-        row = await ledger_fetchrow(
-            conn,
-            queries.REDEEM_WRITE,
-            transaction_id,
-            partner_id,
-            req.partner_ref,
-            holder.shopper_id,
-            holder.card_number,
-            req.points,
-            value_minor,
-            pricing.version,
-            idempotency_key,
-            ledger_key(partner_id, req.partner_ref),
-            pricing.redemption_price_micros,
-            _metadata_json({"partner_ref": req.partner_ref}),
-            outbox.payload_text("redemption.recorded", payload),
-        )
-    entry = _written(row["burn"], row["recorded"], req.partner_ref)
-    return RedemptionResult(
-        transaction_id=str(transaction_id),
-        points_redeemed=req.points,
-        value_minor=value_minor,
-        balance=known(entry.balance_after),
+    arguments = (
+        transaction_id,
+        partner_id,
+        req.partner_ref,
+        holder.shopper_id,
+        holder.card_number,
+        req.points,
+        value_minor,
+        pricing.version,
+        idempotency_key,
+        ledger_key(partner_id, req.partner_ref),
+        pricing.redemption_price_micros,
+        _metadata_json({"partner_ref": req.partner_ref}),
+        outbox.payload_text("redemption.recorded", payload),
     )
+    return Redemption(arguments, transaction_id, req.points, value_minor)
 
 
 async def hold(
     conn: Conn, partner_id: int, req: HoldRequest, *, idempotency_key: str
 ) -> HoldResult:
     """One read (`BURN_CONTEXT`), then the hold and its record in one statement
-    (`partner_hold_write`, 0094)."""
+    (`partner_hold_write`, 0094). (A group commit's holds: partners.burn_many.)"""
     ctx = await _burn_context(conn, partner_id, req.card_number, req.partner_ref)
+    opened = hold_of(ctx, partner_id, req, idempotency_key=idempotency_key)
+    with ledger_call("hold", req.partner_ref):
+        row = await ledger_fetchrow(conn, queries.HOLD_WRITE, *opened.arguments)
+    return opened.result(_written(row["hold"], row["recorded"], req.partner_ref))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A hold whose read passed: HOLD_WRITE's arguments, and its answer once written."""
+
+    arguments: tuple[Any, ...]
+    transaction_id: uuid.UUID
+    points: int
+    expires_at: datetime
+
+    def result(self, entry: ledger.EntryResult) -> HoldResult:
+        assert entry.hold_id is not None, entry
+        return HoldResult(
+            hold_id=str(self.transaction_id),
+            status="open",
+            points=self.points,
+            points_captured=0,
+            value_minor=0,
+            expires_at=self.expires_at,
+            balance=known(entry.balance_after),
+            held=known(entry.held_after),
+        )
+
+
+def hold_of(ctx: BurnContext, partner_id: int, req: HoldRequest, *, idempotency_key: str) -> Hold:
     holder, pricing = ctx.holder, ctx.pricing
     expires_at = datetime.now(UTC) + timedelta(seconds=req.expires_in_s)
     transaction_id = uuid.uuid4()
-    with ledger_call("hold", req.partner_ref):
-        row = await ledger_fetchrow(
-            conn,
-            queries.HOLD_WRITE,
-            transaction_id,
-            partner_id,
-            req.partner_ref,
-            holder.shopper_id,
-            holder.card_number,
-            req.points,
-            pricing.version,
-            idempotency_key,
-            ledger_key(partner_id, req.partner_ref),
-            expires_at,
-            _metadata_json({"partner_ref": req.partner_ref}),
-        )
-    entry = _written(row["hold"], row["recorded"], req.partner_ref)
-    assert entry.hold_id is not None, entry
-    return HoldResult(
-        hold_id=str(transaction_id),
-        status="open",
-        points=req.points,
-        points_captured=0,
-        value_minor=0,
-        expires_at=expires_at,
-        balance=known(entry.balance_after),
-        held=known(entry.held_after),
+    arguments = (
+        transaction_id,
+        partner_id,
+        req.partner_ref,
+        holder.shopper_id,
+        holder.card_number,
+        req.points,
+        pricing.version,
+        idempotency_key,
+        ledger_key(partner_id, req.partner_ref),
+        expires_at,
+        _metadata_json({"partner_ref": req.partner_ref}),
     )
+    return Hold(arguments, transaction_id, req.points, expires_at)
 
 
 async def capture_hold(
@@ -947,7 +981,7 @@ def _written(raw: str, recorded: bool, partner_ref: str) -> ledger.EntryResult:
 
 
 @dataclass(frozen=True)
-class _BurnContext:
+class BurnContext:
     holder: shoppers.CardHolder
     pricing: Pricing
     currency: str
@@ -955,16 +989,21 @@ class _BurnContext:
 
 async def _burn_context(
     conn: Conn, partner_id: int, card_number: str, partner_ref: str
-) -> _BurnContext:
-    """Read in one round trip, then check in the order these operations always had: card
-    (CardUnknown, CardBlocked), pricing (PricingNotEffective), partner_ref (taken)."""
+) -> BurnContext:
     row = await conn.fetchrow(queries.BURN_CONTEXT, partner_id, card_number, partner_ref)
     assert row is not None, "network_settings has its one row"
+    return burn_context_of(row, card_number, partner_ref)
+
+
+def burn_context_of(row: asyncpg.Record, card_number: str, partner_ref: str) -> BurnContext:
+    """A row of BURN_CONTEXT (or BURN_CONTEXT_MANY), checked in the order these operations
+    always had: card (CardUnknown, CardBlocked), pricing (PricingNotEffective), partner_ref
+    (taken)."""
     holder = shoppers.holder_of(card_number, row["shopper_id"], row["card_status"])
     pricing = pricing_of(row, version_column="pricing_version")
     if row["ref_taken"]:
         raise PartnerRefConflict(partner_ref)
-    return _BurnContext(holder, pricing, row["currency"])
+    return BurnContext(holder, pricing, row["currency"])
 
 
 def _hold_result(

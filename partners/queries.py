@@ -394,6 +394,36 @@ FROM partner_hold_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::text, $6
                         $7::integer, $8::text, $9::text, $10::timestamptz, $11::jsonb)
 """
 
+# ---- a group commit's redemptions and holds: one read, one write (migration 0098) -------------
+
+# BURN_CONTEXT for many (partner, card, partner_ref) triples, a row each in array order, with
+# `n` their position from 1.
+assert BURN_CONTEXT.count("$2::text") == 1, "the card, once"
+assert BURN_CONTEXT.count("$3::text") == 1, "the partner_ref, once"
+assert BURN_CONTEXT.count("$1") == BURN_CONTEXT.count("$1::bigint"), "the partner"
+BURN_CONTEXT_MANY = f"""
+SELECT u.n::integer AS n, ctx.*
+FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
+     AS u (partner_id, card_number, partner_ref, n)
+CROSS JOIN LATERAL ({
+    BURN_CONTEXT.replace("$1::bigint", "u.partner_id")
+    .replace("$2::text", "u.card_number")
+    .replace("$3::text", "u.partner_ref")
+}) AS ctx
+ORDER BY u.n
+"""
+
+# REDEEM_WRITE's and HOLD_WRITE's arguments as arrays, both kinds' in one list, one element per
+# item (NULL where the item's kind takes no such argument); a row per item.
+BURN_WRITE_MANY = """
+SELECT n, written, refused
+FROM partner_burn_write_many($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
+                             $6::text[], $7::bigint[], $8::bigint[], $9::integer[], $10::text[],
+                             $11::text[], $12::bigint[], $13::timestamptz[], $14::jsonb[],
+                             $15::jsonb[])
+ORDER BY n
+"""
+
 CAPTURE_WRITE = """
 SELECT capture
 FROM partner_capture_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::bigint, $6::bigint,

@@ -11,9 +11,9 @@ from litestar.params import FromPath, JSONBody
 from contracts.partners import CaptureRequest, HoldRequest, HoldResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
-from gateway.idempotency import run_once
+from gateway.idempotency import Many, run_once
 from gateway.routes._common import REPLAY_NOTE, documented
-from partners import operations
+from partners import burn_many, operations
 
 
 @post(
@@ -24,12 +24,12 @@ from partners import operations
 async def create_hold(
     request: Request[Any, Any, Any], data: JSONBody[HoldRequest], caller: NamedDependency[Caller]
 ) -> Response[bytes]:
+    key = str(caller.idempotency_key)
     return await run_once(
         request,
         caller,
-        lambda conn: operations.hold(
-            conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
-        ),
+        lambda conn: operations.hold(conn, caller.partner_id, data, idempotency_key=key),
+        many=Many(burn_many.write_together, burn_many.Candidate(0, caller.partner_id, data, key)),
     )
 
 

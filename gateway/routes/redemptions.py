@@ -11,9 +11,9 @@ from litestar.params import JSONBody
 from contracts.partners import RedemptionRequest, RedemptionResult
 from gateway import metrics
 from gateway.auth.signatures import Caller
-from gateway.idempotency import run_once
+from gateway.idempotency import Many, run_once
 from gateway.routes._common import REPLAY_NOTE, documented
-from partners import operations
+from partners import burn_many, operations
 
 
 @post(
@@ -29,13 +29,13 @@ async def create_redemption(
     def count(result: RedemptionResult) -> None:
         metrics.POINTS_REDEEMED.labels(caller.partner_slug).inc(result.points_redeemed)
 
+    key = str(caller.idempotency_key)
     return await run_once(
         request,
         caller,
-        lambda conn: operations.redeem(
-            conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
-        ),
+        lambda conn: operations.redeem(conn, caller.partner_id, data, idempotency_key=key),
         on_committed=count,
+        many=Many(burn_many.write_together, burn_many.Candidate(0, caller.partner_id, data, key)),
     )
 
 
