@@ -47,7 +47,11 @@ WARMUP_ROUND_S = 2
 WARMUP_ROUNDS_MAX = 8
 WRK_TIMEOUT_S = 30
 WRK_GRACE_S = 30
-PGBENCH_SCALE = 10
+# TPC-B's scale: branches, and so how many rows the 64 clients contend on. 10 is the default;
+# pgbench's own default, 1 (every transaction updates the one branch row), is about 0.6x of it
+# on this machine (docs/performance.md, fifth session).
+PGBENCH_SCALE_DEFAULT = 10
+PGBENCH_SCALE_MAX = 1_000
 PGBENCH_JOBS = 2
 PGBENCH_DEFAULT = "/usr/bin/pgbench"
 BENCH_DATABASE = "coalition_bench"
@@ -75,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--target", help="an already running server's base URL (127.0.0.1 only)")
     p.add_argument("--skip-pgbench", action="store_true", help="do not run pgbench TPC-B")
+    p.add_argument(
+        "--pgbench-scale",
+        type=int,
+        default=PGBENCH_SCALE_DEFAULT,
+        help="pgbench's scale factor, its number of branches (default %(default)s)",
+    )
     p.add_argument(
         "--requests-per-s-max",
         type=int,
@@ -165,6 +175,7 @@ async def run_pgbench(
     *,
     connections: int,
     duration_s: int,
+    scale: int,
     before_run: Callable[[], Awaitable[None]],
 ) -> float:
     async def run(*args: str) -> str:
@@ -180,7 +191,7 @@ async def run_pgbench(
             raise RuntimeError(f"pgbench {' '.join(args[:2])} failed:\n{text[-2000:]}")
         return text
 
-    await run("-i", "-q", "-s", str(PGBENCH_SCALE), dsn)
+    await run("-i", "-q", "-s", str(scale), dsn)
     await before_run()
     output = await run(
         "-M",
@@ -461,7 +472,7 @@ async def bench(
         network = _requests.Network(host, partners, SHOPPERS, funded, holds)
         pgbench_tps: float | None = None
         if pgbench is not None:
-            say(f"pgbench TPC-B -s {PGBENCH_SCALE}, {args.duration_s} s ...", quiet)
+            say(f"pgbench TPC-B -s {args.pgbench_scale}, {args.duration_s} s ...", quiet)
             pg_dsn = await _server.recreate_database(server_dsn, PGBENCH_DATABASE)
             try:
                 pgbench_tps = await run_pgbench(
@@ -469,6 +480,7 @@ async def bench(
                     pg_dsn,
                     connections=args.connections,
                     duration_s=args.duration_s,
+                    scale=args.pgbench_scale,
                     before_run=lambda: checkpoint(conn),
                 )
             finally:
@@ -505,6 +517,7 @@ async def bench(
         duration_s=args.duration_s,
         connections=args.connections,
         pgbench_tps=pgbench_tps,
+        pgbench_scale=None if pgbench_tps is None else args.pgbench_scale,
         scenarios=results,
     )
 
@@ -552,6 +565,9 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     if not 1 <= args.connections <= CONNECTIONS_MAX:
         print(f"coalition bench: --connections must be 1..{CONNECTIONS_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.pgbench_scale <= PGBENCH_SCALE_MAX:
+        print(f"coalition bench: --pgbench-scale must be 1..{PGBENCH_SCALE_MAX}", file=sys.stderr)
         return EXIT_USAGE
     if not 1 <= args.requests_per_s_max <= REQUESTS_PER_S_MAX_LIMIT:
         print(

@@ -81,6 +81,7 @@ class Report(msgspec.Struct, kw_only=True):
     connections: int
     pgbench_tps: float | None
     scenarios: list[ScenarioResult]
+    pgbench_scale: int | None = None  # TPC-B's scale factor of `pgbench_tps`
 
     @property
     def ok(self) -> bool:
@@ -164,7 +165,7 @@ def ratio(value: float, reference: float | None) -> float | None:
 
 def render_table(report: Report) -> str:
     header = (
-        f"{'scenario':<16}{'req/s':>9}{'x pgbench':>11}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'scenario':<18}{'req/s':>9}{'x pgbench':>11}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'requests':>10}  statuses"
     )
     lines = [
@@ -174,14 +175,17 @@ def render_table(report: Report) -> str:
         "-" * len(header),
     ]
     if report.pgbench_tps is not None:
-        lines.append(f"{'pgbench TPC-B':<16}{report.pgbench_tps:>9.0f}{1.0:>11.2f}")
+        name = "pgbench TPC-B" + (
+            "" if report.pgbench_scale is None else f" s{report.pgbench_scale}"
+        )
+        lines.append(f"{name:<18}{report.pgbench_tps:>9.0f}{1.0:>11.2f}")
     for s in report.scenarios:
         shown_ratio = "-" if s.ratio_to_pgbench is None else f"{s.ratio_to_pgbench:.2f}"
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(s.by_status.items()))
         if s.socket_errors:
             statuses += f" socket-errors:{s.socket_errors}"
         lines.append(
-            f"{s.name:<16}{s.requests_per_s:>9.0f}{shown_ratio:>11}{s.latency_ms_p50:>9.1f}"
+            f"{s.name:<18}{s.requests_per_s:>9.0f}{shown_ratio:>11}{s.latency_ms_p50:>9.1f}"
             f"{s.latency_ms_p95:>9.1f}{s.latency_ms_p99:>9.1f}{s.requests:>10}  {statuses}"
         )
     for s in report.scenarios:

@@ -100,6 +100,7 @@ def _report_with(problems: list[str]) -> _report.Report:
         duration_s=10,
         connections=64,
         pgbench_tps=1920.0,
+        pgbench_scale=10,
         scenarios=[scenario],
     )
 
@@ -108,9 +109,11 @@ def test_table_and_json_carry_the_ratio_and_the_verdict() -> None:
     good = _report_with([])
     assert re.search(r"earn-spread\s+240\s+0\.12", _report.render_table(good))
     assert "correctness: ok" in _report.render_table(good)
+    assert re.search(r"pgbench TPC-B s10\s+1920\s+1\.00", _report.render_table(good))
     payload = json.loads(_report.render_json(good))
     assert payload["ok"] is True
     assert payload["pgbench_tps"] == 1920.0
+    assert payload["pgbench_scale"] == 10
     assert payload["scenarios"][0]["ratio_to_pgbench"] == 0.125
     bad = _report_with(["1 acknowledged purchase(s) missing"])
     assert "correctness: FAILED" in _report.render_table(bad)
