@@ -279,26 +279,46 @@ async def capture_hold(
     conn: Conn, partner_id: int, hold_id: str, req: CaptureRequest
 ) -> HoldResult:
     """One read (`CAPTURE_CONTEXT`: the hold, locked, then the pricing), then the capture and
-    the hold's settlement in one statement (`partner_capture_write`, 0094)."""
-    row = _open(await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id))
+    the hold's settlement in one statement (`partner_capture_write`, 0094). (A group commit's
+    captures: partners.burn_many.)"""
+    row = await conn.fetchrow(queries.CAPTURE_CONTEXT, parse_uuid(hold_id), partner_id)
+    capture = capture_of(row, partner_id, req)
+    with ledger_call("capture"):
+        written = await ledger_fetchrow(conn, queries.CAPTURE_WRITE, *capture.arguments)
+    return capture.result(entry_of(written["capture"]))
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A capture whose read passed: CAPTURE_WRITE's arguments, and its answer once written."""
+
+    arguments: tuple[Any, ...]
+    hold: asyncpg.Record  # the hold's CAPTURE_CONTEXT row
+    points: int
+    value_minor: int
+
+    def result(self, entry: ledger.EntryResult) -> HoldResult:
+        return _hold_result(self.hold, "captured", self.points, self.value_minor, entry)
+
+
+def capture_of(row: asyncpg.Record | None, partner_id: int, req: CaptureRequest) -> Capture:
+    """The capture of the hold read by CAPTURE_CONTEXT (or CAPTURE_CONTEXT_MANY); refused as
+    the single path refuses it: no such hold (404), not open (409), no pricing."""
+    row = _open(row)
     points = row["points"] if req.points is None else req.points
     pricing = pricing_of(row, version_column="pricing_in_effect")
     value_minor = _value_minor(points, pricing, row["currency"])
-    with ledger_call("capture"):
-        written = await ledger_fetchrow(
-            conn,
-            queries.CAPTURE_WRITE,
-            row["id"],
-            partner_id,
-            ledger_key(partner_id, str(row["id"]), part="hold-settle"),
-            row["ledger_hold_id"],
-            points,
-            value_minor,
-            pricing.redemption_price_micros,
-            _metadata_json({"partner_ref": row["partner_ref"]}),
-        )
-    entry = entry_of(written["capture"])
-    return _hold_result(row, "captured", points, value_minor, entry)
+    arguments = (
+        row["id"],
+        partner_id,
+        ledger_key(partner_id, str(row["id"]), part="hold-settle"),
+        row["ledger_hold_id"],
+        points,
+        value_minor,
+        pricing.redemption_price_micros,
+        _metadata_json({"partner_ref": row["partner_ref"]}),
+    )
+    return Capture(arguments, row, points, value_minor)
 
 
 async def void_hold(conn: Conn, partner_id: int, hold_id: str) -> HoldResult:

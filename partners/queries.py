@@ -413,14 +413,26 @@ CROSS JOIN LATERAL ({
 ORDER BY u.n
 """
 
-# REDEEM_WRITE's and HOLD_WRITE's arguments as arrays, both kinds' in one list, one element per
-# item (NULL where the item's kind takes no such argument); a row per item.
+# CAPTURE_CONTEXT for many (hold id, partner) pairs, a row each in array order (`n`, from 1), the
+# holds locked in that order; a hold that is not the partner's answers a row of NULLs.
+assert CAPTURE_CONTEXT.count("$1") == 1, "the hold, once"
+CAPTURE_CONTEXT_MANY = f"""
+SELECT u.n::integer AS n, ctx.*
+FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u (hold_id, partner_id, n)
+LEFT JOIN LATERAL ({
+    CAPTURE_CONTEXT.replace("$1", "u.hold_id").replace("$2", "u.partner_id")
+}) AS ctx ON true
+ORDER BY u.n
+"""
+
+# REDEEM_WRITE's, HOLD_WRITE's and CAPTURE_WRITE's arguments as arrays, the three kinds' in one
+# list, one element per item (NULL where the item's kind takes no such argument); a row per item.
 BURN_WRITE_MANY = """
 SELECT n, written, refused
 FROM partner_burn_write_many($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
                              $6::text[], $7::bigint[], $8::bigint[], $9::integer[], $10::text[],
                              $11::text[], $12::bigint[], $13::timestamptz[], $14::jsonb[],
-                             $15::jsonb[])
+                             $15::jsonb[], $16::bigint[])
 ORDER BY n
 """
 

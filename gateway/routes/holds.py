@@ -47,12 +47,16 @@ async def capture_hold(
     def count(result: HoldResult) -> None:
         metrics.POINTS_REDEEMED.labels(caller.partner_slug).inc(result.points_captured)
 
+    capture = burn_many.Candidate(
+        0, caller.partner_id, data, str(caller.idempotency_key), hold_id=hold_id
+    )
     return await run_once(
         request,
         caller,
         lambda conn: operations.capture_hold(conn, caller.partner_id, hold_id, data),
         status_code=200,
         on_committed=count,
+        many=Many(burn_many.write_together, capture),
     )
 
 

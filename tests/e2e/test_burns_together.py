@@ -19,9 +19,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from contracts.partners import PurchaseRequest
+from contracts.partners import HoldRequest, PurchaseRequest
 from gateway import metrics
 from gateway.tokens import SigningKey
+from infra.db import Conn
 from ledger import verify
 from shoppers import luhn
 from tests.support.partner_network import Onboarded, onboard, signed
@@ -179,3 +180,71 @@ async def test_concurrent_burns_answer_as_alone_and_go_together(
         assert replay.status_code == 201, replay.text
         assert replay.headers["Idempotency-Replayed"] == "true"
         assert replay.json() == answers[n].json()
+
+
+async def test_concurrent_captures_go_together_and_a_second_capture_is_refused(
+    http: httpx.AsyncClient,
+    base_url: str,
+    shops: list[Onboarded],
+    cards: list[str],
+    pool: asyncpg.Pool,
+) -> None:
+    async with shops[1].client(base_url) as client:
+        holds = [
+            await client.hold(HoldRequest(partner_ref=f"cap-{n}", card_number=card, points=10))
+            for n, card in enumerate(cards[:6])
+        ]
+    captures = [(f"/v1/holds/{h.hold_id}/capture", f"cap-key-{n}") for n, h in enumerate(holds)]
+    captures.append((captures[0][0], "cap-key-again"))  # the first hold, captured twice
+    calls = [(path, key, b"{}") for path, key in captures] + [
+        ("/v1/redemptions", f"cap-rd-{n}", _redemption_body(f"cap-rd-{n}", card))
+        for n, card in enumerate(cards[:6])
+    ]
+    together_before = _written_together()
+    failed_before = metrics.GROUP_COMMIT_TOGETHER_FAILED._value.get()
+    async with pool.acquire() as conn:
+        before = await _wallets(conn, cards[:6])
+    answers = await asyncio.gather(
+        *(
+            http.post(
+                path,
+                content=body,
+                headers=signed(shops[1], "POST", f"{base_url}{path}", body, idempotency_key=key),
+            )
+            for path, key, body in calls
+        )
+    )
+
+    # The first hold: one capture answers 200, the other hold_not_open.
+    first = sorted([answers[0].status_code, answers[6].status_code])
+    assert first == [200, 409], (answers[0].text, answers[6].text)
+    refused = answers[0] if answers[0].status_code == 409 else answers[6]
+    assert refused.json()["code"] == "hold_not_open"
+    for n in range(1, 6):
+        assert answers[n].status_code == 200, answers[n].text
+        assert answers[n].json()["hold_id"] == holds[n].hold_id
+        assert (answers[n].json()["status"], answers[n].json()["points_captured"]) == (
+            "captured",
+            10,
+        )
+    assert [a.status_code for a in answers[7:]] == [201] * 6
+    assert _written_together() > together_before
+    assert metrics.GROUP_COMMIT_TOGETHER_FAILED._value.get() == failed_before
+    async with pool.acquire() as conn:
+        after = await _wallets(conn, cards[:6])
+        assert await verify.verify(conn) == []
+    # Each capture took its hold's 10 held points; each redemption 1 available point.
+    assert after == {card: (available - 1, held - 10) for card, (available, held) in before.items()}
+
+
+async def _wallets(conn: Conn, cards: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch(
+        "SELECT c.card_number, w.available, w.held FROM shopper_cards c"
+        " JOIN ledger.wallet w USING (shopper_id) WHERE c.card_number = ANY($1::text[])",
+        cards,
+    )
+    return {r["card_number"]: (r["available"], r["held"]) for r in rows}
+
+
+def _redemption_body(ref: str, card: str) -> bytes:
+    return json.dumps({"partner_ref": ref, "card_number": card, "points": 1}).encode()

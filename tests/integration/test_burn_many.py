@@ -7,9 +7,15 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from contracts.partners import HoldRequest, HoldResult, RedemptionRequest, RedemptionResult
+from contracts.partners import (
+    CaptureRequest,
+    HoldRequest,
+    HoldResult,
+    RedemptionRequest,
+    RedemptionResult,
+)
 from ledger import verify
-from partners import burn_many
+from partners import burn_many, operations
 from tests.integration.test_burn_writes import (
     NOTHING,
     UNKNOWN_CARD,
@@ -107,5 +113,62 @@ async def test_what_the_single_path_refuses_is_left_to_it_and_leaves_nothing(
         assert await left_by(pool, partner_id, ref) == NOTHING, ref
     assert await program.balance(pool, card) == 40
     assert await program.balance(pool, other) == 0  # 100 - 10 redeemed - 90 held
+    async with pool.acquire() as conn:
+        assert await verify.verify(conn) == []
+
+
+def capture(handle: int, partner_id: int, hold_id: str, points: int | None) -> burn_many.Candidate:
+    return burn_many.Candidate(
+        handle, partner_id, CaptureRequest(points=points), f"idem-cap-{handle}", hold_id=hold_id
+    )
+
+
+async def test_captures_go_with_the_group_and_a_second_capture_is_left(
+    pool: asyncpg.Pool, partner_id: int, round_trips: RoundTrips
+) -> None:
+    card = await funded(pool, partner_id, 300)
+    async with pool.acquire() as conn, conn.transaction():
+        opened = await burn_many.write_many(
+            conn,
+            [
+                candidate(0, partner_id, hold_request(card, "c-1", 100)),
+                candidate(1, partner_id, hold_request(card, "c-2", 100)),
+                candidate(2, partner_id, hold_request(card, "c-3", 50)),
+            ],
+        )
+    first, second, third = (held(opened[n]).hold_id for n in range(3))
+    async with pool.acquire() as conn, conn.transaction():
+        await operations.void_hold(conn, partner_id, third)  # not open: refused by the read
+    async with pool.acquire() as conn, conn.transaction():
+        before = round_trips.count
+        results = await burn_many.write_many(
+            conn,
+            [
+                capture(10, partner_id, first, None),  # the whole hold
+                capture(11, partner_id, second, 40),  # a part of it, the rest released
+                capture(12, partner_id, first, None),  # the same hold again: the single path
+                capture(13, partner_id, third, None),
+                capture(14, partner_id, "not-a-uuid", None),
+                capture(15, partner_id, "00000000-0000-0000-0000-000000000000", None),
+                candidate(16, partner_id, redemption(card, "c-4", 20)),
+            ],
+        )
+        assert round_trips.count - before == 3  # two reads, one write
+    assert sorted(results) == [10, 11, 16]
+    whole, part = held(results[10]), held(results[11])
+    assert (whole.status, whole.points_captured, whole.value_minor) == ("captured", 100, 80)
+    assert (part.status, part.points_captured, part.value_minor) == ("captured", 40, 32)
+    assert redeemed(results[16]).balance == 80  # 300 - 200 held - 20, before the captures
+    assert await program.balance(pool, card) == 140  # then 60 released by the partial capture
+    statuses = await pool.fetch(
+        "SELECT id::text, status, points_captured FROM partner_transactions"
+        " WHERE id = ANY($1::uuid[]) ORDER BY partner_ref",
+        [first, second, third],
+    )
+    assert [tuple(row) for row in statuses] == [
+        (first, "captured", 100),
+        (second, "captured", 40),
+        (third, "voided", 0),
+    ]
     async with pool.acquire() as conn:
         assert await verify.verify(conn) == []
