@@ -103,21 +103,19 @@ _Ready = list[tuple[int, Candidate, _Write]]  # (shopper id, call, its write)
 
 async def _burns_ready(conn: Conn, candidates: Sequence[Candidate]) -> _Ready:
     """The redemptions and holds whose read passes, each with its write."""
-    burns = [c for c in candidates if not isinstance(c.req, CaptureRequest)]
+    burns = [(c, c.req) for c in candidates if isinstance(c.req, RedemptionRequest | HoldRequest)]
     if not burns:
         return []
     rows = await conn.fetch(
         queries.BURN_CONTEXT_MANY,
-        [c.partner_id for c in burns],
-        [c.req.card_number for c in burns],  # type: ignore[union-attr]
-        [c.req.partner_ref for c in burns],  # type: ignore[union-attr]
+        [c.partner_id for c, _ in burns],
+        [req.card_number for _, req in burns],
+        [req.partner_ref for _, req in burns],
     )
     assert [row["n"] for row in rows] == list(range(1, len(burns) + 1)), "a row per call"
     ready: _Ready = []
     refs: set[tuple[int, str]] = set()
-    for candidate, row in zip(burns, rows, strict=True):
-        req = candidate.req
-        assert isinstance(req, RedemptionRequest | HoldRequest), req
+    for (candidate, req), row in zip(burns, rows, strict=True):
         ref = (candidate.partner_id, req.partner_ref)
         if ref in refs:
             continue  # the group's second use of a ref: the single path refuses it
