@@ -82,7 +82,8 @@ async def write_many(
     if not candidates:
         return {}
     ready = await _burns_ready(conn, candidates) + await _captures_ready(conn, candidates)
-    # Stable: a shopper's redemptions and holds stay in call order, its captures after them.
+    # Stable: a shopper's redemptions and holds stay in call order, its captures after them
+    # (in call order too).
     ready.sort(key=lambda item: item[0])
     if not ready:
         return {}
@@ -153,9 +154,10 @@ async def _captures_ready(conn: Conn, candidates: Sequence[Candidate]) -> _Ready
         queries.CAPTURE_CONTEXT_MANY, [h for _, h in holds], [p for p, _ in holds]
     )
     assert [row["n"] for row in rows] == list(range(1, len(holds) + 1)), "a row per call"
+    row_of = dict(zip(holds, rows, strict=True))
     ready: _Ready = []
-    for pair, row in zip(holds, rows, strict=True):
-        candidate = by_hold[pair]
+    for pair, candidate in by_hold.items():  # in call order
+        row = row_of[pair]
         assert isinstance(candidate.req, CaptureRequest), candidate
         try:
             capture = operations.capture_of(
