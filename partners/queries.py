@@ -323,23 +323,30 @@ LEFT JOIN pricing p ON true
 LEFT JOIN partner_earn_rules r ON r.partner_id = $1::bigint
 """
 
-# The same read for many purchases (a batch, a group commit's purchases), one row per
-# (partner, card, partner_ref) in array order, with `n` their position from 1: PURCHASE_CONTEXT
-# itself, per triple.
-assert PURCHASE_CONTEXT.count("$2::text") == 1, "the card, once"
-assert PURCHASE_CONTEXT.count("$3::text") == 1, "the partner_ref, once"
-assert PURCHASE_CONTEXT.count("$1") == PURCHASE_CONTEXT.count("$1::bigint"), "the partner"
-PURCHASE_CONTEXT_MANY = f"""
+
+def _per_triple(single: str) -> str:
+    """`single`, a read of one ($1::bigint partner, $2::text card, $3::text partner_ref), made
+    a read of many: the arrays $1, $2, $3, one row per triple in array order, with `n` its
+    position from 1."""
+    assert single.count("$2::text") == 1, "the card, once"
+    assert single.count("$3::text") == 1, "the partner_ref, once"
+    assert single.count("$1") == single.count("$1::bigint"), "the partner"
+    return f"""
 SELECT u.n::integer AS n, ctx.*
 FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
      AS u (partner_id, card_number, partner_ref, n)
 CROSS JOIN LATERAL ({
-    PURCHASE_CONTEXT.replace("$1::bigint", "u.partner_id")
-    .replace("$2::text", "u.card_number")
-    .replace("$3::text", "u.partner_ref")
-}) AS ctx
+        single.replace("$1::bigint", "u.partner_id")
+        .replace("$2::text", "u.card_number")
+        .replace("$3::text", "u.partner_ref")
+    }) AS ctx
 ORDER BY u.n
 """
+
+
+# The same read for many purchases (a batch, a group commit's purchases): PURCHASE_CONTEXT
+# itself, per (partner, card, partner_ref).
+PURCHASE_CONTEXT_MANY = _per_triple(PURCHASE_CONTEXT)
 
 # ---- redemption, hold, capture: one read, one write (migration 0094) -------------------------
 
@@ -396,22 +403,8 @@ FROM partner_hold_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::text, $6
 
 # ---- a group commit's redemptions and holds: one read, one write (migration 0098) -------------
 
-# BURN_CONTEXT for many (partner, card, partner_ref) triples, a row each in array order, with
-# `n` their position from 1.
-assert BURN_CONTEXT.count("$2::text") == 1, "the card, once"
-assert BURN_CONTEXT.count("$3::text") == 1, "the partner_ref, once"
-assert BURN_CONTEXT.count("$1") == BURN_CONTEXT.count("$1::bigint"), "the partner"
-BURN_CONTEXT_MANY = f"""
-SELECT u.n::integer AS n, ctx.*
-FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
-     AS u (partner_id, card_number, partner_ref, n)
-CROSS JOIN LATERAL ({
-    BURN_CONTEXT.replace("$1::bigint", "u.partner_id")
-    .replace("$2::text", "u.card_number")
-    .replace("$3::text", "u.partner_ref")
-}) AS ctx
-ORDER BY u.n
-"""
+# BURN_CONTEXT for many (partner, card, partner_ref) triples.
+BURN_CONTEXT_MANY = _per_triple(BURN_CONTEXT)
 
 # CAPTURE_CONTEXT for many (hold id, partner) pairs, a row each in array order (`n`, from 1), the
 # holds locked in that order; a hold that is not the partner's answers a row of NULLs.
