@@ -13,10 +13,10 @@ runs them one by one after these, the single way, which answers what it always d
 - a call whose write the function rolled back (a ledger refusal such as insufficient points,
   a ref recorded concurrently, a replayed capture, a neighbour's lock conflict).
 
-The three kinds go in one call, in shopper id order (a shopper's own calls in call order), so
-that every group takes the wallets it burns from in one order: two groups that share shoppers
-wait for each other instead of deadlocking (each deadlock costs PostgreSQL's deadlock_timeout,
-a second).
+The three kinds go in one call, which first locks every wallet they burn from, in shopper id
+order, then writes them in that order (a shopper's own calls in call order): two groups that
+share shoppers wait for each other instead of deadlocking (each deadlock costs PostgreSQL's
+deadlock_timeout, a second).
 """
 
 from __future__ import annotations
@@ -88,7 +88,11 @@ async def write_many(
     if not ready:
         return {}
     with timed("burn_many"):
-        rows = await conn.fetch(queries.BURN_WRITE_MANY, *_columns([_row(w) for _, _, w in ready]))
+        rows = await conn.fetch(
+            queries.BURN_WRITE_MANY,
+            sorted({shopper_id for shopper_id, _, _ in ready}),
+            *_columns([_row(w) for _, _, w in ready]),
+        )
     assert [row["n"] for row in rows] == list(range(1, len(ready) + 1)), "a row per call"
     results: dict[int, RedemptionResult | HoldResult] = {}
     for (_, candidate, written), row in zip(ready, rows, strict=True):

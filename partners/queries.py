@@ -418,14 +418,15 @@ LEFT JOIN LATERAL ({
 ORDER BY u.n
 """
 
-# REDEEM_WRITE's, HOLD_WRITE's and CAPTURE_WRITE's arguments as arrays, the three kinds' in one
-# list, one element per item (NULL where the item's kind takes no such argument); a row per item.
+# The shoppers whose wallets to lock first (sorted), then REDEEM_WRITE's, HOLD_WRITE's and
+# CAPTURE_WRITE's arguments as arrays, the three kinds' in one list, one element per item (NULL
+# where the item's kind takes no such argument); a row per item.
 BURN_WRITE_MANY = """
 SELECT n, written, refused
-FROM partner_burn_write_many($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
-                             $6::text[], $7::bigint[], $8::bigint[], $9::integer[], $10::text[],
-                             $11::text[], $12::bigint[], $13::timestamptz[], $14::jsonb[],
-                             $15::jsonb[], $16::bigint[])
+FROM partner_burn_write_many($1::bigint[], $2::text[], $3::uuid[], $4::bigint[], $5::text[],
+                             $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[],
+                             $11::text[], $12::text[], $13::bigint[], $14::timestamptz[],
+                             $15::jsonb[], $16::jsonb[], $17::bigint[])
 ORDER BY n
 """
 
