@@ -11,8 +11,8 @@
 -- and went on to the next wallet could wait for a group that held that wallet and waited for
 -- the same key: a deadlock per wallet the two shared, each a second of deadlock_timeout (the
 -- e2e test's 40 burns on 8 shoppers with one shared ref took over 10 s).
--- Then each item runs 0094's own function for its kind (partner_redeem_write, partner_hold_write or
--- partner_capture_write),
+-- Then each item runs 0094's own function for its kind (partner_redeem_write,
+-- partner_hold_write or partner_capture_write),
 -- unchanged, in an EXCEPTION block of its own (a subtransaction: what the caller's savepoint per
 -- call was), in array order; the caller sorts the items by shopper, so that every group takes
 -- its wallets in one order. An item whose write raises, or whose ref the single path would
@@ -28,11 +28,12 @@
 -- p_redemption_prices_micros and p_metadata). A capture has no record of its own to insert, so
 -- only a replayed ledger key sends it to the single path.
 CREATE FUNCTION partner_burn_write_many(
-    p_lock_shopper_ids bigint[], p_kinds text[], p_transaction_ids uuid[], p_partner_ids bigint[], p_partner_refs text[],
-    p_shopper_ids bigint[], p_card_numbers text[], p_points bigint[], p_values_minor bigint[],
-    p_pricing_versions integer[], p_idempotency_keys text[], p_ledger_keys text[],
-    p_redemption_prices_micros bigint[], p_expires_at timestamptz[], p_metadata jsonb[],
-    p_event_payloads jsonb[], p_ledger_hold_ids bigint[]
+    p_lock_shopper_ids bigint[], p_kinds text[], p_transaction_ids uuid[],
+    p_partner_ids bigint[], p_partner_refs text[], p_shopper_ids bigint[], p_card_numbers text[],
+    p_points bigint[], p_values_minor bigint[], p_pricing_versions integer[],
+    p_idempotency_keys text[], p_ledger_keys text[], p_redemption_prices_micros bigint[],
+    p_expires_at timestamptz[], p_metadata jsonb[], p_event_payloads jsonb[],
+    p_ledger_hold_ids bigint[]
 ) RETURNS TABLE (n integer, written jsonb, refused text)
 LANGUAGE plpgsql AS $$
 DECLARE

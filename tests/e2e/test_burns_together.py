@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import asyncpg
 import httpx
@@ -97,14 +97,13 @@ async def test_concurrent_burns_answer_as_alone_and_go_together(
     pool: asyncpg.Pool,
 ) -> None:
     calls = planned(cards)
-    requests = [
-        (path, body, signed(shops[shop], "POST", f"{base_url}{path}", body, idempotency_key=key))
-        for shop, path, key, body, _, _ in calls
-    ]
     together_before = _written_together()
     failed_before = metrics.GROUP_COMMIT_TOGETHER_FAILED._value.get()
     answers = await asyncio.gather(
-        *(http.post(path, content=body, headers=headers) for path, body, headers in requests)
+        *(
+            _post(http, base_url, shops[shop], path, key, body)
+            for shop, path, key, body, _, _ in calls
+        )
     )
 
     # Calls 1 and 13 share a ref: whichever committed first is the redemption.
@@ -133,11 +132,7 @@ async def test_concurrent_burns_answer_as_alone_and_go_together(
             assert answer.json()["points_redeemed"] == fields["points"]
             assert answer.json()["value_minor"] == fields["points"] * 8_000 // 10_000
     async with pool.acquire() as conn:
-        wallets = await conn.fetch(
-            "SELECT c.card_number, w.available, w.held FROM shopper_cards c"
-            " JOIN ledger.wallet w USING (shopper_id) WHERE c.card_number = ANY($1::text[])",
-            cards,
-        )
+        wallets = await _wallets(conn, cards)
         assert await verify.verify(conn) == []
         # Each answer names the call's own record (no answer went to a neighbour).
         for (_, path, key, body, _, _), answer in zip(calls, answers, strict=True):
@@ -154,25 +149,13 @@ async def test_concurrent_burns_answer_as_alone_and_go_together(
             expected_ref = json.loads(body)["partner_ref"]
             points = json.loads(body)["points"]
             assert tuple(record) == (expected_ref, kind, points, key), answer.text
-    assert {r["card_number"]: (r["available"], r["held"]) for r in wallets} == {
-        card: (available[card], held[card]) for card in cards
-    }
+    assert wallets == {card: (available[card], held[card]) for card in cards}
 
     # Each call's record replays its answer (new signature, same key and body).
     created = [n for n, answer in enumerate(answers) if answer.status_code == 201]
     replays = await asyncio.gather(
         *(
-            http.post(
-                calls[n][1],
-                content=calls[n][3],
-                headers=signed(
-                    shops[calls[n][0]],
-                    "POST",
-                    f"{base_url}{calls[n][1]}",
-                    calls[n][3],
-                    idempotency_key=calls[n][2],
-                ),
-            )
+            _post(http, base_url, shops[calls[n][0]], calls[n][1], calls[n][2], calls[n][3])
             for n in created
         )
     )
@@ -205,14 +188,7 @@ async def test_concurrent_captures_go_together_and_a_second_capture_is_refused(
     async with pool.acquire() as conn:
         before = await _wallets(conn, cards[:6])
     answers = await asyncio.gather(
-        *(
-            http.post(
-                path,
-                content=body,
-                headers=signed(shops[1], "POST", f"{base_url}{path}", body, idempotency_key=key),
-            )
-            for path, key, body in calls
-        )
+        *(_post(http, base_url, shops[1], path, key, body) for path, key, body in calls)
     )
 
     # The first hold: one capture answers 200, the other hold_not_open.
@@ -235,6 +211,14 @@ async def test_concurrent_captures_go_together_and_a_second_capture_is_refused(
         assert await verify.verify(conn) == []
     # Each capture took its hold's 10 held points; each redemption 1 available point.
     assert after == {card: (available - 1, held - 10) for card, (available, held) in before.items()}
+
+
+def _post(
+    http: httpx.AsyncClient, base_url: str, shop: Onboarded, path: str, key: str, body: bytes
+) -> Awaitable[httpx.Response]:
+    """A POST signed now by `shop`, with `key` as its Idempotency-Key."""
+    headers = signed(shop, "POST", f"{base_url}{path}", body, idempotency_key=key)
+    return http.post(path, content=body, headers=headers)
 
 
 async def _wallets(conn: Conn, cards: list[str]) -> dict[str, tuple[int, int]]:
