@@ -75,6 +75,10 @@ class ErrorCode(StrEnum):
     ANALYTICS_PERIOD_INVALID = "analytics_period_invalid"
     # purchase batches (issue 7)
     BATCH_TOO_LARGE = "batch_too_large"
+    # webhooks (issue 16)
+    WEBHOOK_URL_INVALID = "webhook_url_invalid"
+    WEBHOOK_URL_REFUSED = "webhook_url_refused"
+    WEBHOOK_EVENT_TYPE_UNKNOWN = "webhook_event_type_unknown"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -100,6 +104,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     active_keys_max: int | None = None
     card_status: str | None = None
     role: str | None = None
+    address_class: str | None = None
 
 
 def problem_type(code: str) -> str:

@@ -38,6 +38,7 @@ async def erase(conn: Conn, shopper_id: int, *, now: datetime) -> Erasure:
     await conn.execute(queries.DELETE_IDENTIFIERS, shopper_id)
     await conn.execute(queries.BLOCK_CARDS_OF, shopper_id)
     await conn.execute(queries.DELETE_CONSENT, shopper_id)
+    await conn.execute(queries.DELETE_PARTNER_CONSENTS, shopper_id)
     await conn.execute(queries.ERASE_NPS_COMMENTS, shopper_id)
     await conn.execute(queries.DELETE_SEGMENTS, shopper_id)
     await conn.execute(queries.DELETE_TIER_ROW, shopper_id)

@@ -237,3 +237,28 @@ RETURNING root_lot_id
 """
 
 SET_NOTICE_EVENT = "UPDATE lot_expiry_notices SET event_id = $2 WHERE root_lot_id = $1"
+
+# ---- consent per partner (issues 16, 17) -------------------------------------------------------
+
+PARTNER_CONSENTS = """
+SELECT p.id AS partner_id, p.slug, p.name, coalesce(c.granted, false) AS granted, c.updated_at
+FROM partners p
+LEFT JOIN shopper_partner_consents c ON c.partner_id = p.id AND c.shopper_id = $1
+ORDER BY p.id
+LIMIT $2
+"""
+
+UPSERT_PARTNER_CONSENT = """
+INSERT INTO shopper_partner_consents (shopper_id, partner_id, granted)
+SELECT $1, p.id, $3 FROM partners p WHERE p.id = $2
+ON CONFLICT (shopper_id, partner_id) DO UPDATE SET granted = EXCLUDED.granted, updated_at = now()
+RETURNING granted, updated_at
+"""
+
+CONSENTED_PARTNER_IDS = """
+SELECT partner_id FROM shopper_partner_consents
+WHERE shopper_id = $1 AND granted
+ORDER BY partner_id
+"""
+
+DELETE_PARTNER_CONSENTS = "DELETE FROM shopper_partner_consents WHERE shopper_id = $1"
