@@ -15,6 +15,10 @@ PORT_MAX = 65_535
 POOL_SIZE_MAX = 100
 GROUP_COMMIT_LANES_MAX = 64
 GROUP_COMMIT_SIZE_MAX = 32  # subtransactions per group: PostgreSQL caches 64 per backend
+# Standard Webhooks' suggested schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+WEBHOOK_RETRY_SCHEDULE_S_DEFAULT = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+WEBHOOK_ATTEMPTS_MAX = 16
+WEBHOOK_DELAY_S_MAX = 7 * 24 * 3600
 
 
 class ConfigError(Exception):
@@ -36,6 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     group_commit_size_max: int = 16
     jwt_private_key_pem: str | None = None
     master_key: str | None = None
+    # 127.0.0.1 and plain http allowed as webhook targets: the demo and the tests only
+    webhooks_allow_loopback: bool = False
+    # delay before each delivery attempt, from the previous one (the first from the event)
+    webhook_retry_schedule_s: tuple[int, ...] = WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -80,6 +88,21 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        delays = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not comma-separated whole seconds") from None
+    if not 1 <= len(delays) <= WEBHOOK_ATTEMPTS_MAX:
+        raise ConfigError(f"{name} has {len(delays)} attempts, not 1..{WEBHOOK_ATTEMPTS_MAX}")
+    if any(not 0 <= delay <= WEBHOOK_DELAY_S_MAX for delay in delays):
+        raise ConfigError(f"{name}: every delay is 0..{WEBHOOK_DELAY_S_MAX} seconds")
+    return delays
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment); raise ConfigError."""
     env = os.environ if env is None else env
@@ -111,4 +134,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         jwt_private_key_pem=env.get("COALITION_JWT_PRIVATE_KEY") or None,
         master_key=env.get("COALITION_MASTER_KEY") or None,
+        webhooks_allow_loopback=_flag(env, "COALITION_WEBHOOKS_ALLOW_LOOPBACK", False),
+        webhook_retry_schedule_s=_schedule(
+            env, "COALITION_WEBHOOK_RETRY_SCHEDULE_S", WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
+        ),
     )

@@ -48,6 +48,9 @@ CREATE TABLE webhooks.message (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     -- a claim's lease: a worker that dies mid-send leaves the row to be claimed again after it
     lease_until     timestamptz,
+    -- what the next attempt is recorded as: a manual retry or a replay says so in its attempt
+    next_trigger    text        NOT NULL DEFAULT 'scheduled'
+                                CHECK (next_trigger IN ('scheduled', 'manual', 'replay')),
     created_at      timestamptz NOT NULL DEFAULT now(),
     delivered_at    timestamptz,
     UNIQUE (endpoint_id, event_id)
@@ -89,8 +92,6 @@ END $$;
 CREATE TRIGGER event_outbox_webhooks AFTER INSERT ON event_outbox
     FOR EACH ROW EXECUTE FUNCTION webhooks.queue_event();
 
-CREATE INDEX event_outbox_occurred ON event_outbox (occurred_at, event_id);
-
 -- A shopper's consent per partner (issues 16 and 17): a partner the shopper consented to may be
 -- told about the shopper's points (e.g. `points.expiring`). No row: not consented.
 CREATE TABLE shopper_partner_consents (
@@ -100,3 +101,23 @@ CREATE TABLE shopper_partner_consents (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (shopper_id, partner_id)
 );
+
+-- The partners an event is delivered to: the one rule, used by the fan-out and by replay.
+-- A partner's own event goes to that partner; a shopper's erasure to every partner that has a
+-- transaction of the shopper (they hold copies to delete); points about to expire to the
+-- partners the shopper consented to; any other network-wide event to nobody.
+CREATE FUNCTION webhooks.event_recipients(p_event_id bigint) RETURNS SETOF bigint
+LANGUAGE sql STABLE AS $$
+    SELECT o.partner_id FROM event_outbox o
+    WHERE o.event_id = p_event_id AND o.partner_id IS NOT NULL
+    UNION
+    SELECT DISTINCT t.partner_id FROM event_outbox o
+    JOIN partner_transactions t ON t.shopper_id = o.shopper_id
+    WHERE o.event_id = p_event_id AND o.partner_id IS NULL AND o.event_type = 'shopper.erased'
+    UNION
+    SELECT c.partner_id FROM event_outbox o
+    JOIN shopper_partner_consents c ON c.shopper_id = o.shopper_id AND c.granted
+    WHERE o.event_id = p_event_id AND o.partner_id IS NULL AND o.event_type = 'points.expiring'
+$$;
+
+CREATE INDEX event_outbox_occurred ON event_outbox (occurred_at, event_id);
