@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import jsonschema_rs
 import pytest
 
 from contracts import events as catalogue
@@ -254,3 +255,32 @@ async def test_an_events_endpoints_are_its_partners_enabled_subscribed_ones(
         "SELECT count(*) FROM webhooks.fanout_queue WHERE event_id = $1", event_id
     )
     assert queued == 1
+
+
+async def test_every_public_event_recorded_here_matches_its_published_schema(
+    pool: asyncpg.Pool,
+) -> None:
+    # Runs last in the module: the events of every test above, of every public type they made.
+    schemas = {item.type: item.schema for item in catalogue.catalogue().items}
+    rows = await pool.fetch("SELECT event_type, payload FROM event_outbox ORDER BY event_id")
+    seen: set[str] = set()
+    for row in rows:
+        name = catalogue.public_type(row["event_type"])
+        if name is None:
+            continue
+        data = catalogue.public_data(row["event_type"], json.loads(row["payload"]))
+        jsonschema_rs.validate(schemas[name], data)
+        seen.add(name)
+    assert {
+        "purchase.created",
+        "purchase.refunded",
+        "redemption.created",
+        "redemption.refunded",
+        "hold.captured",
+        "hold.voided",
+        "hold.expired",
+        "statement.ready",
+        "statement.finalized",
+        "statement.paid",
+        "statement.disputed",
+    } <= seen
