@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import demo, logs
+from gateway import cli_backup, demo, logs
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
-from infra import db, embedded, migrations
+from infra import backup, db, embedded, migrations
 from infra import settings as settings_module
 from infra.settings import Settings
 from ledger import settlement, verify
@@ -224,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     settle = sub.add_parser("settle", help="close settlement periods (due ones, or up to --until)")
     settle.add_argument("--until", default=None, help="ISO 8601 time with offset")
     settle.set_defaults(handler=cmd_settle)
+    cli_backup.register(sub, _database)
     # `bench` has its own parser (gateway.bench); main() hands it the rest of the line.
     sub.add_parser("bench", help="benchmarks next to pgbench (coalition bench --help)")
     return parser
@@ -248,7 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         print(f"coalition: {exc} ({exc.code})", file=sys.stderr)
         return EXIT_FAILED
-    except (CliError, settings_module.ConfigError) as exc:
+    except (
+        CliError,
+        settings_module.ConfigError,
+        backup.BackupFailed,
+        cli_backup.RestoreRefused,
+    ) as exc:
         print(f"coalition: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, settings_module.ConfigError) else EXIT_FAILED
     except KeyboardInterrupt:

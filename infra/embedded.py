@@ -81,3 +81,7 @@ def _apply(server: Any, settings: dict[str, str]) -> None:
         assert value.isalnum(), value
         server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
     server.psql("SELECT pg_reload_conf();")
+
+
+# The PostgreSQL binaries of the embedded server (its pg_dump and pg_restore match its version).
+BIN_DIR = Path(postgres_server.__file__).parent / "pginstall" / "bin"
