@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from contracts.settlement import REASON_CHARS_MAX, Statement
@@ -201,7 +201,9 @@ def _action(name: str) -> Action:
 
 
 @get("/console/statements/{statement_id:int}/{action:str}")
-async def confirm(request: Request[Any, Any, Any], statement_id: PathId, action: str) -> Template:
+async def confirm(
+    request: Request[Any, Any, Any], statement_id: PathId, action: FromPath[str]
+) -> Template:
     require(request, Area.STATEMENT_ACT)
     chosen = _action(action)
     found = await in_transaction(
@@ -219,7 +221,9 @@ async def confirm(request: Request[Any, Any, Any], statement_id: PathId, action:
 
 
 @post("/console/statements/{statement_id:int}/{action:str}", status_code=303)
-async def act(request: Request[Any, Any, Any], statement_id: PathId, action: str) -> Redirect:
+async def act(
+    request: Request[Any, Any, Any], statement_id: PathId, action: FromPath[str]
+) -> Redirect:
     user = require(request, Area.STATEMENT_ACT)
     chosen = _action(action)
     form = await request.form()
