@@ -57,10 +57,8 @@ def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     dsn, server = cli._database(settings)
     try:
         asyncio.run(cli._migrate(dsn))
-        try:
-            user = asyncio.run(_create(dsn, args.email, Role(args.role), password))
-        except users.UserInvalid as exc:
-            raise cli.CliError(str(exc)) from None
+        # A refusal is a DomainError: gateway.cli's main prints it as one line.
+        user = asyncio.run(_create(dsn, args.email, Role(args.role), password))
     finally:
         if server is not None:
             server.stop()

@@ -39,4 +39,9 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-FILTERS = {"money": money, "points": points, "when": when}
+def since(moment: datetime | None) -> str:
+    """A period's start; the first period starts with the network itself."""
+    return "the start" if moment is None else when(moment)
+
+
+FILTERS = {"money": money, "points": points, "when": when, "since": since}

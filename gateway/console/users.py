@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from contracts.errors import DomainError
 from gateway.console import _queries as q
 from gateway.tokens import Role
 from infra.db import Conn
@@ -32,8 +33,10 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
-class UserInvalid(ValueError):
+class UserInvalid(DomainError):
     """A user could not be created (bad email, role or password, or the email exists)."""
+
+    code = "console_user_invalid"
 
 
 @dataclass(frozen=True)
