@@ -203,12 +203,15 @@ def _action(name: str) -> Action:
 @get("/console/statements/{statement_id:int}/{action:str}")
 async def confirm(
     request: Request[Any, Any, Any], statement_id: PathId, action: FromPath[str]
-) -> Template:
+) -> Template | Redirect:
     require(request, Area.STATEMENT_ACT)
     chosen = _action(action)
     found = await in_transaction(
         request, lambda conn: settlement.get_statement(conn, statement_id, partner_id=None)
     )
+    if chosen not in dict(_actions_for(found)):
+        # Only the lifecycle's next steps are offered; the service would refuse the rest.
+        return Redirect(f"/console/statements/{statement_id}", status_code=303)
     return page(
         request,
         "confirm_statement.html",
