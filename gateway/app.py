@@ -14,7 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors, rate_limit
+from gateway import console, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
@@ -98,12 +98,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *me.ROUTES,
             _partner_api(),
             MetricsController,
+            console.router(settings),
+            console.static_files(),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
         plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
+        template_config=console.TEMPLATES,
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
         debug=settings.debug,
         logging_config=None,
