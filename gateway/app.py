@@ -46,6 +46,7 @@ from gateway.routes import (
     shoppers,
     statements,
     transactions,
+    webhook_endpoints,
 )
 from gateway.state import AppState
 from gateway.tokens import load_or_create
@@ -167,6 +168,7 @@ def _partner_api() -> Router:
             *shopper_tokens.ROUTES,
             *profile.ROUTES,
             *insights.ROUTES,
+            *webhook_endpoints.ROUTES,
         ],
         guards=[signed_partner],
         dependencies={"caller": Provide(provide_caller)},
