@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from contracts.errors import ErrorCode
 from contracts.webhooks import (
@@ -46,7 +46,7 @@ ONE = BASE + "/{endpoint_id:str}"
 CURSOR_CHARS_MAX = 512
 # The answers that carry a signing secret must not be kept by any cache.
 NO_STORE = {"Cache-Control": "no-store"}
-Cursor = Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)]
+Cursor = Annotated[str | None, QueryParameter(max_length=CURSOR_CHARS_MAX)]
 
 
 def _keybox(request: Request[Any, Any, Any]) -> KeyBox:
@@ -101,7 +101,7 @@ async def list_endpoints(
     request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
     cursor: Cursor = None,
-    limit: Annotated[int, Parameter(ge=1, le=ENDPOINTS_LIMIT_MAX)] = ENDPOINTS_LIMIT_DEFAULT,
+    limit: Annotated[int, QueryParameter(ge=1, le=ENDPOINTS_LIMIT_MAX)] = ENDPOINTS_LIMIT_DEFAULT,
 ) -> WebhookEndpointPage:
     return await in_transaction(
         request,
@@ -182,14 +182,15 @@ async def list_deliveries(
     request: Request[Any, Any, Any],
     endpoint_id: FromPath[str],
     caller: NamedDependency[Caller],
-    state: DeliveryState | None = None,
+    # `state` names Litestar's app state: the query parameter is aliased
+    delivery_state: Annotated[DeliveryState | None, QueryParameter(name="state")] = None,
     cursor: Cursor = None,
-    limit: Annotated[int, Parameter(ge=1, le=DELIVERIES_LIMIT_MAX)] = DELIVERIES_LIMIT_DEFAULT,
+    limit: Annotated[int, QueryParameter(ge=1, le=DELIVERIES_LIMIT_MAX)] = DELIVERIES_LIMIT_DEFAULT,
 ) -> WebhookDeliveryPage:
     return await in_transaction(
         request,
         lambda conn: deliveries.list_page(
-            conn, caller.partner_id, endpoint_id, state=state, cursor=cursor, limit=limit
+            conn, caller.partner_id, endpoint_id, state=delivery_state, cursor=cursor, limit=limit
         ),
     )
 

@@ -21,11 +21,11 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING {ENDPOINT_COLUMNS}
 """
 
-INSERT_SECRET = """  # noqa: S105 (a statement, not a secret)
+INSERT_SECRET = """
 INSERT INTO webhooks.endpoint_secret (secret_id, endpoint_id, secret_sealed)
 VALUES ($1, $2, $3)
 RETURNING created_at
-"""
+"""  # noqa: S105 (a statement, not a secret)
 
 # The partner's endpoint by public id, locked when it is to change (another partner's: no row).
 ENDPOINT = f"""
