@@ -22,6 +22,7 @@ from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
     campaigns,
     earn_rules,
+    event_types,
     health,
     holds,
     insights,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             *health.ROUTES,
+            *event_types.ROUTES,
             *operator_session.ROUTES,
             *partners.ROUTES,
             *keys.ROUTES,

@@ -260,7 +260,7 @@ async def close_period(
         assert row is not None
         period = await _period(conn, row, created=True)
         for statement in period.statements:
-            await _record_statement_ready(conn, statement)
+            await _record_statement_event(conn, "statement.ready", statement)
         return period
 
 
@@ -508,10 +508,13 @@ async def mark_paid(conn: Conn, statement_id: int, *, actor: str) -> Statement:
         await conn.execute(q.SET_STATE, statement_id, "paid", actor, None, entry_id)
         updated = await conn.fetchrow(q.STATEMENT, statement_id, None)
         assert updated is not None
-        return _statement(updated)
+        paid = _statement(updated)
+        await _record_statement_event(conn, "statement.paid", paid)
+        return paid
 
 
 _ALLOWED_FROM = {"final": ("draft", "disputed"), "disputed": ("draft", "final")}
+_EVENT_BY_STATE = {"final": "statement.finalized", "disputed": "statement.disputed"}
 
 
 async def _transition(
@@ -528,7 +531,9 @@ async def _transition(
         await conn.execute(q.SET_STATE, statement_id, target, actor, reason, None)
         updated = await conn.fetchrow(q.STATEMENT, statement_id, None)
         assert updated is not None
-        return _statement(updated)
+        moved = _statement(updated)
+        await _record_statement_event(conn, _EVENT_BY_STATE[target], moved)
+        return moved
 
 
 # ---- periods ---------------------------------------------------------------------------------
@@ -661,11 +666,12 @@ async def verify_settlements(conn: Conn) -> list[str]:
     return problems[:VERIFY_PROBLEMS_MAX]
 
 
-async def _record_statement_ready(conn: Conn, statement: Statement) -> None:
-    """`statement.ready`, to the statement's partner, in the close's transaction."""
+async def _record_statement_event(conn: Conn, event_type: str, statement: Statement) -> None:
+    """`statement.ready|finalized|paid|disputed`, to the statement's partner, in the
+    transition's transaction: the statement as it now stands."""
     await outbox.record(
         conn,
-        "statement.ready",
+        event_type,
         partner_id=statement.partner_id,
         payload={
             "statement_id": statement.statement_id,
@@ -680,6 +686,7 @@ async def _record_statement_ready(conn: Conn, statement: Statement) -> None:
             "payment_due_micros": statement.payment_due_micros,
             "payer": statement.payer,
             "payment_minor": statement.payment_minor,
+            "state_reason": statement.state_reason,
         },
     )
 
