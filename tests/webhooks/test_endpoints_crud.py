@@ -89,6 +89,7 @@ async def test_the_secret_is_shown_once_and_stored_sealed(
            JOIN webhooks.endpoint e USING (endpoint_id) WHERE e.public_id = $1""",
         created["id"],
     )
+    assert row is not None
     assert row["expires_at"] is None
     assert created["secret"].encode() not in bytes(row["secret_sealed"])
     box = load_or_create(data_dir, None)  # the server's master key, in its data dir
