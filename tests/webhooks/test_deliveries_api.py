@@ -285,8 +285,9 @@ async def test_replay_queues_the_endpoints_events_since_a_time(
     assert answer.status_code == 202, answer.text
     assert answer.json() == {"endpoint_id": endpoint["id"], "queued": 3, "next_since": None}
     rows = await db.fetch(
-        """SELECT m.public_id, m.event_id, m.state, m.next_trigger, m.next_attempt_at <= now() AS due,
-                  m.lease_until FROM webhooks.message m JOIN webhooks.endpoint e USING (endpoint_id)
+        """SELECT m.public_id, m.event_id, m.state, m.next_trigger, m.lease_until,
+                  m.next_attempt_at <= now() AS due
+           FROM webhooks.message m JOIN webhooks.endpoint e USING (endpoint_id)
            WHERE e.public_id = $1""",
         endpoint["id"],
     )
