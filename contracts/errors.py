@@ -79,6 +79,10 @@ class ErrorCode(StrEnum):
     WEBHOOK_URL_INVALID = "webhook_url_invalid"
     WEBHOOK_URL_REFUSED = "webhook_url_refused"
     WEBHOOK_EVENT_TYPE_UNKNOWN = "webhook_event_type_unknown"
+    WEBHOOK_ENDPOINT_LIMIT_REACHED = "webhook_endpoint_limit_reached"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
+    WEBHOOK_DELIVERY_SENDING = "webhook_delivery_sending"
+    WEBHOOK_REPLAY_SINCE_INVALID = "webhook_replay_since_invalid"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -105,6 +109,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     card_status: str | None = None
     role: str | None = None
     address_class: str | None = None
+    endpoints_max: int | None = None
 
 
 def problem_type(code: str) -> str:

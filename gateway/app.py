@@ -49,6 +49,7 @@ from gateway.routes import (
     shoppers,
     statements,
     transactions,
+    webhook_endpoints,
 )
 from gateway.state import AppState
 from gateway.tokens import load_or_create
@@ -176,6 +177,7 @@ def _partner_api() -> Router:
             *profile.ROUTES,
             *insights.ROUTES,
             *insights_retention.ROUTES,
+            *webhook_endpoints.ROUTES,
         ],
         guards=[signed_partner],
         dependencies={"caller": Provide(provide_caller)},

@@ -86,6 +86,10 @@ STATUS_BY_DOMAIN_CODE: dict[str, int] = {
     "statement_state_invalid": 409,
     "reconciliation_item_resolved": 409,
     "reconciliation_too_large": 413,
+    # webhook endpoints (partners/webhooks/endpoints.py, deliveries.py)
+    ErrorCode.WEBHOOK_ENDPOINT_LIMIT_REACHED: 409,
+    ErrorCode.WEBHOOK_ENDPOINT_DISABLED: 409,
+    ErrorCode.WEBHOOK_DELIVERY_SENDING: 409,
     # everything else (insufficient_points, refund_exceeds_original, ...) is 422
 }
 DOMAIN_STATUS_DEFAULT = 422
