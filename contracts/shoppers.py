@@ -85,8 +85,10 @@ class Profile(_Response):
 
 
 class ProfileUpdate(_Request):
-    birth_date: date | None = None
-    # absent: unchanged; null: the address is removed (issue 16)
+    """A merge patch: an absent field is left as it is, null clears it."""
+
+    birth_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    # issue 16: where notices go and in which language ("en" or "ru")
     email: EmailText | msgspec.UnsetType | None = msgspec.UNSET
     locale: LocaleText | msgspec.UnsetType = msgspec.UNSET
 
