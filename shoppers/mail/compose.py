@@ -49,7 +49,6 @@ def compose(envelope: Envelope, rendered: Rendered) -> EmailMessage:
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(envelope.date)
     message["Message-ID"] = envelope.message_id
-    message["Content-Language"] = envelope.locale
     message["Auto-Submitted"] = "auto-generated"
     if envelope.unsubscribe_url is not None:
         assert envelope.unsubscribe_url.startswith(("https://", "http://")), "RFC 8058: http(s)"
@@ -57,4 +56,6 @@ def compose(envelope: Envelope, rendered: Rendered) -> EmailMessage:
         message["List-Unsubscribe-Post"] = ONE_CLICK
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # after the parts: set_content drops every Content-* header set before it
+    message["Content-Language"] = envelope.locale
     return message

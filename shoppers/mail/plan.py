@@ -55,7 +55,8 @@ class Planned:
 
     @property
     def wants_consent(self) -> bool:
-        return self.recipient_kind == "shopper"
+        # sign-in codes are transactional: no consent, no unsubscribe link
+        return self.recipient_kind == "shopper" and self.reason != "sign_in_code"
 
 
 @dataclass(frozen=True)
