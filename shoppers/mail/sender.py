@@ -135,9 +135,14 @@ async def send_new(pool: Pool, mailer: Mailer, *, now: datetime) -> int:
     async with pool.acquire() as conn, conn.transaction():
         events = await conn.fetch(CLAIM_EVENTS, EVENTS_BATCH_MAX)
         for event in events:
-            for planned in planning.plan(
-                event["event_type"], event["partner_id"], event["payload"]
-            ):
+            try:
+                messages = planning.plan(event["event_type"], event["partner_id"], event["payload"])
+            except (KeyError, TypeError, ValueError):
+                # A payload of a shape this version cannot read: consumed, never retried
+                # (retrying would block the queue behind it forever).
+                log.exception("email: unreadable event", extra={"event_id": event["event_id"]})
+                continue
+            for planned in messages:
                 claim = await _decide(conn, mailer, planned, event["event_id"], lease_until)
                 if claim is not None:
                     claimed.append(claim)
