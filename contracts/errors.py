@@ -83,6 +83,10 @@ class ErrorCode(StrEnum):
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
     WEBHOOK_DELIVERY_SENDING = "webhook_delivery_sending"
     WEBHOOK_REPLAY_SINCE_INVALID = "webhook_replay_since_invalid"
+    # email (issue 16)
+    EMAIL_INVALID = "email_invalid"
+    LOCALE_UNSUPPORTED = "locale_unsupported"
+    UNSUBSCRIBE_TOKEN_INVALID = "unsubscribe_token_invalid"  # noqa: S105 (a code, not a secret)
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

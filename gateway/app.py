@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from gateway import console, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
@@ -51,6 +52,7 @@ from gateway.routes import (
     transactions,
     webhook_endpoints,
 )
+from gateway.routes import email as email_routes
 from gateway.state import AppState
 from gateway.tokens import load_or_create
 from gateway.workers import Scheduler, default_jobs
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *operator_retention.ROUTES,
             *operator_program.ROUTES,
             *me.ROUTES,
+            *email_routes.ROUTES,
             _partner_api(),
             MetricsController,
             console.router(settings),
@@ -142,6 +145,10 @@ def _lifespan(
             )
         scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
         scheduler.start()
+        mail_scheduler = Scheduler(
+            state.pool, mail_jobs(settings) if settings.workers_enabled else []
+        )
+        mail_scheduler.start()
         # What exists now (modules, the app, the pool) lives as long as the process: keep the
         # collector from scanning it again and again under load (about 3% of the CPU).
         gc.freeze()
@@ -149,6 +156,7 @@ def _lifespan(
             yield
         finally:
             await scheduler.stop()
+            await mail_scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
             await state.pool.close()

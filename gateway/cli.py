@@ -94,6 +94,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  console  {base}/console")
         if args.demo:
             print(f"  console sign-in: {console_logins}")
+        if not settings.smtp_url:
+            print(
+                f"  email    COALITION_SMTP_URL unset: .eml files in {settings.data_dir / 'mail'}"
+            )
         print(f"  operator token (admin, 12 h):\n    {token}")
         print(f"  try: curl -H 'Authorization: Bearer <token>' {base}/v1/operator/me", flush=True)
         uvicorn.run(
