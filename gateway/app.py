@@ -12,9 +12,11 @@ from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.template.config import TemplateConfig
 
-from gateway import errors, rate_limit
+from gateway import card, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
@@ -98,12 +100,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *me.ROUTES,
             _partner_api(),
             MetricsController,
+            card.router(),
+            card.static_files(),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
         plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
+        template_config=TemplateConfig(directory=[card.TEMPLATE_DIR], engine=JinjaTemplateEngine),
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
         debug=settings.debug,
         logging_config=None,
