@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.datastructures import Cookie
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from contracts.shoppers import NPS_COMMENT_CHARS_MAX, NpsAnswer
@@ -47,7 +48,7 @@ SIGN_IN = "/card/sign-in"
 
 
 @get("/sign-in")
-async def sign_in(request: Request[Any, Any, Any], token: str | None = None) -> Page:
+async def sign_in(request: Request[Any, Any, Any], token: FromQuery[str | None] = None) -> Page:
     """The sign-in page; with `?token=` a partner app's shopper token, exchanged once."""
     if token is None:
         csrf, cookie = web.anon_csrf(request)
@@ -136,7 +137,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> Page:
 
 
 @get("/")
-async def card(request: Request[Any, Any, Any], saved: str | None = None) -> Page:
+async def card(request: Request[Any, Any, Any], saved: FromQuery[str | None] = None) -> Page:
     session = await _session(request)
     if session is None:
         return _signed_out(request)
@@ -167,7 +168,7 @@ async def card(request: Request[Any, Any, Any], saved: str | None = None) -> Pag
 
 
 @get("/history")
-async def history(request: Request[Any, Any, Any], cursor: str | None = None) -> Page:
+async def history(request: Request[Any, Any, Any], cursor: FromQuery[str | None] = None) -> Page:
     session = await _session(request)
     if session is None:
         return _signed_out(request)
@@ -272,7 +273,7 @@ async def erase(request: Request[Any, Any, Any]) -> Page:
 
 
 @get("/invite/{code:str}")
-async def invite(request: Request[Any, Any, Any], code: str) -> Page:
+async def invite(request: Request[Any, Any, Any], code: FromPath[str]) -> Page:
     """The referral share link's page: the code to give at enrollment (nothing is looked up)."""
     if not code.isalnum() or len(code) > 32:
         return web.error_page(request, "form_invalid", status_code=404)
@@ -281,7 +282,7 @@ async def invite(request: Request[Any, Any, Any], code: str) -> Page:
 
 @get("/lang/{locale:str}")
 async def switch_language(
-    request: Request[Any, Any, Any], locale: str, next: str | None = None
+    request: Request[Any, Any, Any], locale: FromPath[str], next: FromQuery[str | None] = None
 ) -> Page:
     """The language switch: a link, as choosing a language changes nothing on the server."""
     if locale not in LOCALES:
