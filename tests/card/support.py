@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -53,13 +54,13 @@ def purchase(card: str, amount_minor: int) -> PurchaseRequest:
 
 async def mint(
     http: httpx.AsyncClient, base_url: str, partner: Onboarded, card: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     body = json.dumps({"card_number": card}).encode()
     url = f"{base_url}/v1/shopper-tokens"
     headers = signed(partner, "POST", url, body, idempotency_key=uuid.uuid4().hex)
     minted = await http.post(url, content=body, headers=headers)
     assert minted.status_code == 201, minted.text
-    answer: dict[str, object] = minted.json()
+    answer: dict[str, Any] = minted.json()
     return answer
 
 
