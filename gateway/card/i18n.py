@@ -62,7 +62,7 @@ EN: dict[str, str] = {
     "tier_silver": "Silver",
     "tier_gold": "Gold",
     "tier_progress": "Progress to {tier}",
-    "tier_to_next": "{points} more points or {money} more spend to reach {tier}.",
+    "tier_to_next": "{points} more, or {money} more spend, to reach {tier}.",
     "tier_top": "You have the highest tier.",
     "tier_earned": "{points} earned in the last 12 months",
     "history": "History",
