@@ -79,6 +79,10 @@ class ErrorCode(StrEnum):
     WEBHOOK_URL_INVALID = "webhook_url_invalid"
     WEBHOOK_URL_REFUSED = "webhook_url_refused"
     WEBHOOK_EVENT_TYPE_UNKNOWN = "webhook_event_type_unknown"
+    # email (issue 16)
+    EMAIL_INVALID = "email_invalid"
+    LOCALE_UNSUPPORTED = "locale_unsupported"
+    UNSUBSCRIBE_TOKEN_INVALID = "unsubscribe_token_invalid"  # noqa: S105 (a code, not a secret)
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.email import EmailText, LocaleText
+
 AMOUNT_MINOR_MAX = 100_000_000_000  # 1 billion in a two-decimal currency
 POINTS_MAX = 1_000_000_000
 PRICE_MICROS_MAX = 1_000_000_000  # 1,000 currency units per point
@@ -121,6 +123,9 @@ class EnrollRequest(_Request):
 
     card_number: CardNumber | None = None
     referral_code: ReferralCode | None = None
+    # where the shopper's notices go, and in which language ("en" or "ru"; issue 16)
+    email: EmailText | None = None
+    locale: LocaleText | None = None
 
 
 class Enrollment(_Response):

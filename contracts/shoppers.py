@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contracts.campaigns import Offer
+from contracts.email import EmailText, LocaleText
 
 SHOPPER_TOKEN_TTL_S_DEFAULT = 15 * 60
 SHOPPER_TOKEN_TTL_S_MIN = 60
@@ -79,10 +80,17 @@ class Profile(_Response):
     birth_date: date | None
     phone_linked: bool
     cards: list[Card]
+    email: str | None = None  # where notices and sign-in codes go (issue 16)
+    locale: str = "en"  # their language: "en" or "ru"
 
 
 class ProfileUpdate(_Request):
-    birth_date: date | None = None
+    """A merge patch: an absent field is left as it is, null clears it."""
+
+    birth_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    # issue 16: where notices go and in which language ("en" or "ru")
+    email: EmailText | msgspec.UnsetType | None = msgspec.UNSET
+    locale: LocaleText | msgspec.UnsetType = msgspec.UNSET
 
 
 class PhoneLink(_Request):

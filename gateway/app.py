@@ -18,6 +18,7 @@ from litestar.template.config import TemplateConfig
 
 from gateway import card, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
@@ -50,6 +51,7 @@ from gateway.routes import (
     statements,
     transactions,
 )
+from gateway.routes import email as email_routes
 from gateway.state import AppState
 from gateway.tokens import load_or_create
 from gateway.workers import Scheduler, default_jobs
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *operator_analytics.ROUTES,
             *operator_program.ROUTES,
             *me.ROUTES,
+            *email_routes.ROUTES,
             _partner_api(),
             MetricsController,
             card.router(),
@@ -140,6 +143,10 @@ def _lifespan(
             )
         scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
         scheduler.start()
+        mail_scheduler = Scheduler(
+            state.pool, mail_jobs(settings) if settings.workers_enabled else []
+        )
+        mail_scheduler.start()
         # What exists now (modules, the app, the pool) lives as long as the process: keep the
         # collector from scanning it again and again under load (about 3% of the CPU).
         gc.freeze()
@@ -147,6 +154,7 @@ def _lifespan(
             yield
         finally:
             await scheduler.stop()
+            await mail_scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
             await state.pool.close()

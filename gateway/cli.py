@@ -89,6 +89,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"coalition: {len(applied)} migration(s) applied; serving on {base}", flush=True)
         print(f"  health   {base}/healthz   ready {base}/readyz   metrics {base}/metrics")
         print(f"  api docs {base}/schema/swagger   OpenAPI {base}/schema")
+        if not settings.smtp_url:
+            print(
+                f"  email    COALITION_SMTP_URL unset: .eml files in {settings.data_dir / 'mail'}"
+            )
         print(f"  operator token (admin, 12 h):\n    {token}")
         print(f"  try: curl -H 'Authorization: Bearer <token>' {base}/v1/operator/me", flush=True)
         uvicorn.run(
