@@ -20,6 +20,8 @@ from gateway.card import state, views, web
 from gateway.card.i18n import LOCALES
 from gateway.card.qr import card_svg
 from gateway.card.sessions import (
+    CODE_TTL_S,
+    IssuedCode,
     Session,
     SignInRefused,
     end_session,
@@ -83,19 +85,27 @@ async def send_code(request: Request[Any, Any, Any]) -> Page:
         return web.page(request, "sign_in", status_code=400, csrf=csrf, error="email_invalid")
     mail = state.code_mail(request)
     hasher = state.code_hasher(request)
-    locale = web.words(request).locale
 
-    async def send(conn: Conn) -> None:
+    async def issue(conn: Conn) -> tuple[int, IssuedCode] | None:
         shopper_id = await mail.shopper_for_email(conn, email)
         if shopper_id is None:
-            return  # the same answer as for a known address: the page names no one
+            return None  # the same answer as for a known address: the page names no one
         try:
-            code = await issue_code(conn, hasher, email, shopper_id)
+            return shopper_id, await issue_code(conn, hasher, email, shopper_id)
         except SignInRefused:
-            return  # rate limited: nothing is sent, and the answer still names no one
-        await mail.send_code(conn, shopper_id=shopper_id, email=email, code=code, locale=locale)
+            return None  # rate limited: nothing is sent, and the answer still names no one
 
-    await in_transaction(request, send)
+    issued = await in_transaction(request, issue)
+    if issued is not None:  # sent once the code's row has committed
+        shopper_id, code = issued
+        app_state: AppState = request.app.state.app
+        await mail.send_code(
+            app_state.require_pool(),
+            shopper_id=shopper_id,
+            code=code.code,
+            request_key=f"card-code:{code.code_id}",
+            ttl_s=CODE_TTL_S,
+        )
     return web.page(request, "code", csrf=csrf, email=email)
 
 

@@ -41,6 +41,15 @@ WHERE email_hash = $1 AND created_at > now() - make_interval(secs => $2)
 INSERT_CODE = """
 INSERT INTO card_sign_in_codes (email_hash, shopper_id, code_hash, expires_at)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+RETURNING code_id
+"""
+
+# The live shoppers with this address (shopper_contacts, from the email package, 0110).
+# Addresses are not unique: the caller signs in only when exactly one shopper has it.
+SHOPPERS_WITH_EMAIL = """
+SELECT c.shopper_id FROM shopper_contacts c JOIN shoppers s ON s.id = c.shopper_id
+WHERE lower(c.email) = lower($1) AND s.erased_at IS NULL AND s.merged_into_id IS NULL
+LIMIT 2
 """
 
 # The newest unexpired, unused code of the address, locked: two concurrent tries count twice.

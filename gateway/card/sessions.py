@@ -111,8 +111,8 @@ class CodeHasher:
     def email(self, email: str) -> bytes:
         return self._mac(b"email:" + normalize_email(email).encode())
 
-    def code(self, code_id_scope: bytes, code: str) -> bytes:
-        return self._mac(b"code:" + code_id_scope + b":" + code.encode())
+    def code(self, email_hash: bytes, code: str) -> bytes:
+        return self._mac(b"code:" + email_hash + b":" + code.encode())
 
     def _mac(self, message: bytes) -> bytes:
         return hmac.new(self._key, message, hashlib.sha256).digest()
@@ -126,7 +126,13 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
 
-async def issue_code(conn: Conn, hasher: CodeHasher, email: str, shopper_id: int) -> str:
+@dataclass(frozen=True)
+class IssuedCode:
+    code_id: int
+    code: str  # sent, never stored
+
+
+async def issue_code(conn: Conn, hasher: CodeHasher, email: str, shopper_id: int) -> IssuedCode:
     """A new code for the address, unless it had CODES_PER_EMAIL_MAX in the window."""
     email_hash = hasher.email(email)
     await conn.execute(queries.FORGET_OLD_CODES)
@@ -134,10 +140,10 @@ async def issue_code(conn: Conn, hasher: CodeHasher, email: str, shopper_id: int
     if sent >= CODES_PER_EMAIL_MAX:
         raise SignInRefused("code_rate_limited")
     code = new_code()
-    await conn.execute(
+    code_id = await conn.fetchval(
         queries.INSERT_CODE, email_hash, shopper_id, hasher.code(email_hash, code), CODE_TTL_S
     )
-    return code
+    return IssuedCode(int(code_id), code)
 
 
 @dataclass(frozen=True)
