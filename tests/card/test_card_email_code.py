@@ -14,10 +14,12 @@ import asyncpg
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from playwright.async_api import async_playwright
 
 from gateway.tokens import SigningKey
 from shoppers.mail import contacts
 from tests.card.support import csrf_of, network, shopper_with_points
+from tests.card.test_card_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, shoot, violations
 from tests.support.server import free_port, running_server, server_settings
 
 CODE = re.compile(r"\b(\d{6})\b")
@@ -130,3 +132,30 @@ async def test_five_wrong_tries_kill_the_code(
         assert right.status_code == 400
         assert 'data-code="code_tries_exhausted"' in right.text
         assert "card_session" not in client.cookies
+
+
+async def test_in_chromium_a_shopper_signs_in_with_the_mailed_code(
+    base_url: str,
+    http: httpx.AsyncClient,
+    signing_key: SigningKey,
+    database_url: str,
+    smtp: tuple[Inbox, int],
+) -> None:
+    grocer, fuel = await network(http, signing_key, "mailbrowser")
+    shopper = await shopper_with_points(http, base_url, grocer, fuel, 3_300)
+    await with_address(database_url, shopper.shopper_id, "cy@shop.example")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(viewport=PHONE, bypass_csp=True)
+        page = await context.new_page()
+        await page.goto(f"{base_url}/card")
+        assert page.url == f"{base_url}/card/sign-in"
+        await page.get_by_label("Email").fill("cy@shop.example")
+        await page.get_by_role("button", name="Email me a code").click()
+        await page.get_by_label("Code").fill(smtp[0].code_for("cy@shop.example"))
+        assert await violations(page) == []
+        await shoot(page, "code-phone")
+        await page.get_by_role("button", name="Sign in").click()
+        assert page.url == f"{base_url}/card"
+        assert await page.locator("[data-balance]").get_attribute("data-balance") == "33"
+        await browser.close()
