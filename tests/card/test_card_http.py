@@ -196,3 +196,38 @@ async def test_russian_by_accept_language_and_by_the_switch(
         assert '<html lang="ru">' in (await client.get("/card/sign-in")).text
         away = await client.get("/card/lang/en?next=https://evil.example/")
         assert away.headers["location"] == "/card"
+
+
+async def test_nps_and_erasure_after_confirmation(
+    base_url: str, http: httpx.AsyncClient, signing_key: SigningKey, database_url: str
+) -> None:
+    grocer, fuel = await network(http, signing_key, "erase")
+    shopper = await shopper_with_points(http, base_url, grocer, fuel, 1_000)
+    async with signed_in(base_url, await sign_in_link(http, base_url, shopper)) as client:
+        csrf = csrf_of((await client.get("/card")).text)
+        nps = await client.post("/card/nps", data={"csrf": csrf, "score": "9", "comment": "ok"})
+        assert nps.status_code == 303
+        assert "Thank you for your answer." in (await client.get("/card?saved=nps")).text
+        unconfirmed = await client.post("/card/erase", data={"csrf": csrf})
+        assert unconfirmed.status_code == 303
+        assert unconfirmed.headers["location"] == "/card/erase"
+        assert (await client.get("/card")).status_code == 200  # nothing erased
+        erased = await client.post("/card/erase", data={"csrf": csrf, "confirm": "yes"})
+        assert erased.status_code == 200
+        assert "Your data has been deleted" in erased.text
+        after = await client.get("/card")
+        assert after.status_code == 303
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT erased_at, (SELECT count(*) FROM nps_answers WHERE shopper_id = $1) AS nps,"
+            " (SELECT count(*) FROM card_sessions WHERE shopper_id = $1 AND ended_at IS NULL)"
+            " AS live FROM shoppers WHERE id = $1",
+            shopper.shopper_id,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["erased_at"] is not None
+    assert row["nps"] == 1
+    assert row["live"] == 0
