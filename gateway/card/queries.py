@@ -68,3 +68,6 @@ USE_CODE = "UPDATE card_sign_in_codes SET used_at = now() WHERE code_id = $1"
 DELETE_CODES_OF = "DELETE FROM card_sign_in_codes WHERE shopper_id = $1"
 
 FORGET_OLD_CODES = "DELETE FROM card_sign_in_codes WHERE created_at < now() - interval '1 day'"
+
+# The partner a card-link minted by the CLI names (a token always names one): the enroller.
+ENROLLING_PARTNER = "SELECT enrolled_by_partner_id FROM shoppers WHERE id = $1"
