@@ -14,7 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import console, errors, rate_limit
+from gateway import card, console, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
@@ -107,13 +107,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
             console.router(settings),
             console.static_files(),
+            card.router(),
+            card.static_files(),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
         plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
-        template_config=console.TEMPLATES,
+        template_config=console.templates(card.TEMPLATE_DIR),
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
         debug=settings.debug,
         logging_config=None,

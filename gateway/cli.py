@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, demo, logs
+from gateway import cli_backup, cli_card, demo, logs
 from gateway.console import cli_users
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
@@ -234,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     settle.add_argument("--until", default=None, help="ISO 8601 time with offset")
     settle.set_defaults(handler=cmd_settle)
     cli_backup.register(sub, _database)
+    cli_card.register(sub, _database)
     # `bench` has its own parser (gateway.bench); main() hands it the rest of the line.
     sub.add_parser("bench", help="benchmarks next to pgbench (coalition bench --help)")
     cli_users.add_parser(sub)

@@ -2,7 +2,7 @@
 
 `router()` is the console's own Router: the CSRF middleware (scoped to it, so the partner and
 operator JSON APIs never see it), the session check before every page, and refusals rendered
-as pages. `TEMPLATES` is the app's Jinja2 template config; `static_files()` serves the CSS and
+as pages. `templates()` is the app's Jinja2 template config; `static_files()` serves the CSS and
 the vendored JavaScript under /console/static.
 """
 
@@ -42,9 +42,14 @@ def _register_filters(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters.update(FILTERS)
 
 
-TEMPLATES = TemplateConfig(
-    directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_register_filters
-)
+def templates(*other_dirs: Path) -> TemplateConfig[JinjaTemplateEngine]:
+    """The app's one Jinja2 config: the console's templates, then other pages' (the card
+    page's names are prefixed `card/`), with the console's filters."""
+    return TemplateConfig(
+        directory=[HERE / "templates", *other_dirs],
+        engine=JinjaTemplateEngine,
+        engine_callback=_register_filters,
+    )
 
 
 def csrf_secret(settings: Settings) -> str:
