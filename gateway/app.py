@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from gateway import errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
+from gateway.json_body import StrictJSONRequest
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        request_class=StrictJSONRequest,
         debug=settings.debug,
         logging_config=None,
         on_startup=[
