@@ -7,17 +7,18 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router, get
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors, rate_limit
+from gateway import errors, openapi_security, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
 from gateway.json_body import StrictJSONRequest
+from gateway.metrics_doc import METRICS_MEDIA_TYPE, METRICS_RESPONSE
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
@@ -68,6 +69,12 @@ class MetricsController(PrometheusController):
     path = "/metrics"
     openmetrics_format = False
 
+    # The same handler, documented as what it answers (Prometheus text), not as JSON.
+    @get(media_type=METRICS_MEDIA_TYPE, responses={200: METRICS_RESPONSE})
+    async def get(self) -> Response[bytes]:
+        answer: Response[bytes] = await PrometheusController.get.fn(self)
+        return answer
+
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or settings_module.load()
@@ -99,7 +106,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         middleware=[request_id_middleware, prometheus.middleware],
-        plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
+        plugins=[
+            errors.plugin(),
+            errors.ProblemResponses(rate_limited=_is_partner_call),
+            openapi_security.SecurityRequirements(is_partner=_is_partner_call),
+        ],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
@@ -193,5 +204,6 @@ def _openapi_config() -> OpenAPIConfig:
         title="Coalition",
         version=VERSION,
         path="/schema",
+        components=openapi_security.COMPONENTS,
         render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
     )

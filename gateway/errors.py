@@ -86,6 +86,9 @@ STATUS_BY_DOMAIN_CODE: dict[str, int] = {
     "statement_state_invalid": 409,
     "reconciliation_item_resolved": 409,
     "reconciliation_too_large": 413,
+    # a service refusing an argument (ledger.settlement.InvalidInput, partners RulesInvalid):
+    # the same 400 as a contract's validation, not an undocumented 422
+    ErrorCode.VALIDATION_FAILED: 400,
     # everything else (insufficient_points, refund_exceeds_original, ...) is 422
 }
 DOMAIN_STATUS_DEFAULT = 422
