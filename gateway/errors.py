@@ -246,6 +246,7 @@ PROBLEM_CODES_BY_STATUS: dict[int, str] = {
     403: "forbidden, role_required",
     404: "not_found, card_unknown, hold_not_found, ...",
     409: "idempotency_in_progress, partner_ref_conflict, hold_not_open, ...",
+    410: "shopper_erased",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "idempotency_mismatch, insufficient_points, and other refused operations",
@@ -294,6 +295,8 @@ def problem_statuses(
             statuses.append(413)
     if rate_limited:
         statuses.append(429)
+    if authenticated and (route.path == "/v1/me" or route.path.startswith("/v1/me/")):
+        statuses.append(410)  # shopper_erased: the token outlives the shopper's erasure
     return sorted(statuses)
 
 
