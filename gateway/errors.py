@@ -196,6 +196,22 @@ def from_untranslatable_text(
     )
 
 
+def from_unencodable_argument(exc: asyncpg.exceptions.DataError) -> ProblemDetailsException:
+    """A request value the driver cannot send (a date-time that is year 0 in UTC) is the
+    caller's error; any other data exception (raised by the server) stays unexpected.
+
+    asyncpg raises the base DataError itself, client-side, for such an argument; the server's
+    data exceptions (division by zero, numeric overflow) are its subclasses.
+    """
+    if type(exc) is asyncpg.exceptions.DataError and str(exc).startswith(
+        "invalid input for query argument"
+    ):
+        return _problem(
+            400, ErrorCode.VALIDATION_FAILED, "a value is outside the range it can take"
+        )
+    return from_unexpected(exc)
+
+
 def from_unexpected(exc: Exception) -> ProblemDetailsException:
     log.error("unhandled error", exc_info=exc)
     return _problem(500, ErrorCode.INTERNAL_ERROR, "the server failed to answer")
@@ -227,6 +243,7 @@ def plugin() -> ProblemDetailsPlugin:
         HTTPException: from_http,
         DomainError: from_domain,
         asyncpg.exceptions.CharacterNotInRepertoireError: from_untranslatable_text,
+        asyncpg.exceptions.DataError: from_unencodable_argument,
         Exception: from_unexpected,
     }
     return ProblemDetailsPlugin(

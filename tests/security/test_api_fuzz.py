@@ -410,3 +410,18 @@ async def test_a_signed_call_to_a_percent_encoded_path_verifies(
     answer = await http.get(url, headers=signed(partner, "GET", url))
     assert answer.status_code != 401, answer.text
     assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+
+
+async def test_a_date_time_that_is_year_0_in_utc_is_a_400_problem(
+    http: httpx.AsyncClient, signing_key: SigningKey
+) -> None:
+    # Found by `make fuzz`: 0001-01-01T00:00:01+05:00 is before year 1 in UTC, which the driver
+    # cannot encode (it used to answer 500).
+    answer = await http.post(
+        "/v1/operator/settlements",
+        json={"period_end": "0001-01-01T00:00:01+05:00"},
+        headers=admin_headers(signing_key, Role.FINANCE),
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+    assert answer.json()["code"] == "validation_failed"
