@@ -12,6 +12,7 @@ import msgspec
 
 from contracts.campaigns import Offer
 from contracts.email import EmailText, LocaleText
+from contracts.text import LINE_PATTERN, PROSE_PATTERN
 
 SHOPPER_TOKEN_TTL_S_DEFAULT = 15 * 60
 SHOPPER_TOKEN_TTL_S_MIN = 60
@@ -24,8 +25,10 @@ EXPIRING_WINDOWS_DAYS = (30, 60, 90)
 
 CardNumber = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}$")]
 QrToken = Annotated[str, msgspec.Meta(pattern=r"^qr_[A-Za-z0-9_-]{16,64}$")]
-Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=32)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX)]
+Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=32, pattern=LINE_PATTERN)]
+Reason = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX, pattern=PROSE_PATTERN)
+]
 # Database keys are bigint: a larger id is a validation error, not a driver failure.
 ShopperId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 CardStatus = Literal["active", "blocked", "replaced"]
@@ -173,7 +176,9 @@ class Referral(_Response):
 
 class NpsAnswer(_Request):
     score: Annotated[int, msgspec.Meta(ge=0, le=10)]
-    comment: Annotated[str, msgspec.Meta(max_length=NPS_COMMENT_CHARS_MAX)] | None = None
+    comment: (
+        Annotated[str, msgspec.Meta(max_length=NPS_COMMENT_CHARS_MAX, pattern=PROSE_PATTERN)] | None
+    ) = None
 
 
 class NpsRecorded(_Response):

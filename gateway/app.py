@@ -7,17 +7,19 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router, get
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import card, console, errors, rate_limit
+from gateway import card, console, errors, openapi_security, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
+from gateway.json_body import StrictJSONRequest
+from gateway.metrics_doc import METRICS_MEDIA_TYPE, METRICS_RESPONSE
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
@@ -73,6 +75,12 @@ class MetricsController(PrometheusController):
     path = "/metrics"
     openmetrics_format = False
 
+    # The same handler, documented as what it answers (Prometheus text), not as JSON.
+    @get(media_type=METRICS_MEDIA_TYPE, responses={200: METRICS_RESPONSE})
+    async def get(self) -> Response[bytes]:
+        answer: Response[bytes] = await PrometheusController.get.fn(self)
+        return answer
+
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or settings_module.load()
@@ -111,12 +119,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             card.static_files(),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
-        plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
+        plugins=[
+            errors.plugin(),
+            errors.ProblemResponses(rate_limited=_is_partner_call),
+            openapi_security.SecurityRequirements(is_partner=_is_partner_call),
+        ],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
         template_config=console.templates(card.TEMPLATE_DIR),
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        request_class=StrictJSONRequest,
         debug=settings.debug,
         logging_config=None,
         on_startup=[
@@ -212,5 +225,6 @@ def _openapi_config() -> OpenAPIConfig:
         title="Coalition",
         version=VERSION,
         path="/schema",
+        components=openapi_security.COMPONENTS,
         render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
     )
