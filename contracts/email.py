@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.text import LINE_PATTERN
+
 # The wire refuses anything longer outright; the address check (shoppers/mail/contacts.py)
 # then holds addresses to RFC 5321's 254 characters with `email_invalid`.
 EMAIL_CHARS_MAX = 320
@@ -19,8 +21,8 @@ LOCALES = ("en", "ru")
 LOCALE_DEFAULT = "en"
 UNSUBSCRIBE_TOKEN_CHARS_MAX = 200
 
-EmailText = Annotated[str, msgspec.Meta(max_length=EMAIL_CHARS_MAX)]
-LocaleText = Annotated[str, msgspec.Meta(max_length=LOCALE_CHARS_MAX)]
+EmailText = Annotated[str, msgspec.Meta(max_length=EMAIL_CHARS_MAX, pattern=LINE_PATTERN)]
+LocaleText = Annotated[str, msgspec.Meta(max_length=LOCALE_CHARS_MAX, pattern=LINE_PATTERN)]
 Locale = Literal["en", "ru"]
 
 

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.text import LINE_PATTERN
+
 ENDPOINTS_PER_PARTNER_MAX = 20
 ENDPOINTS_LIMIT_DEFAULT = 50
 ENDPOINTS_LIMIT_MAX = 200
@@ -24,11 +26,11 @@ REPLAY_WINDOW_S = 30 * 24 * 3600  # a replay reaches back at most 30 days
 URL_CHARS_MAX = 2048
 DESCRIPTION_CHARS_MAX = 500
 
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=URL_CHARS_MAX)]
-Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_CHARS_MAX)]
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=URL_CHARS_MAX, pattern=LINE_PATTERN)]
+Description = Annotated[str, msgspec.Meta(max_length=DESCRIPTION_CHARS_MAX, pattern=LINE_PATTERN)]
 # Any short name is accepted here; names outside the catalogue are refused with their own code
 # (webhook_event_type_unknown), so a client can tell a typo from a malformed body.
-EventTypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+EventTypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=LINE_PATTERN)]
 EventTypes = Annotated[
     list[EventTypeName], msgspec.Meta(min_length=1, max_length=EVENT_TYPES_PER_ENDPOINT_MAX)
 ]

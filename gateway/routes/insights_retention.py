@@ -8,16 +8,22 @@ from typing import Annotated, Any
 
 from litestar import Request, get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
 
 from contracts.analytics import AbcXyz, LifetimeValues, RetentionRates
 from gateway.auth.signatures import Caller
 from gateway.routes._common import in_transaction
+from gateway.routes._query import instant_parameter, optional_instant
 from gateway.routes.operator_retention import MarginBps
 from shoppers import analytics, retention
 
-From = Annotated[datetime | None, QueryParameter(name="from")]
-To = Annotated[datetime | None, QueryParameter(name="to")]
+From = Annotated[str | None, instant_parameter("from")]
+To = Annotated[str | None, instant_parameter("to")]
+
+
+def _period(start: str | None, end: str | None) -> analytics.Period:
+    return analytics.period(
+        optional_instant("from", start), optional_instant("to", end), now=datetime.now(UTC)
+    )
 
 
 @get("/v1/insights/retention-rate")
@@ -27,7 +33,7 @@ async def retention_rate(
     start: From = None,
     end: To = None,
 ) -> RetentionRates:
-    when = analytics.period(start, end, now=datetime.now(UTC))
+    when = _period(start, end)
     return await in_transaction(
         request, lambda conn: retention.retention_rates(conn, when, partner_id=caller.partner_id)
     )
@@ -41,7 +47,7 @@ async def lifetime_value(
     end: To = None,
     margin_bps: MarginBps = retention.MARGIN_BPS_DEFAULT,
 ) -> LifetimeValues:
-    when = analytics.period(start, end, now=datetime.now(UTC))
+    when = _period(start, end)
     return await in_transaction(
         request,
         lambda conn: retention.lifetime_value(
@@ -57,7 +63,7 @@ async def abc_xyz(
     start: From = None,
     end: To = None,
 ) -> AbcXyz:
-    when = analytics.period(start, end, now=datetime.now(UTC))
+    when = _period(start, end)
     return await in_transaction(
         request, lambda conn: retention.abc_xyz(conn, when, partner_id=caller.partner_id)
     )

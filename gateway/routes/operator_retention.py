@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
+from contracts import analytics as contracts
 from gateway.routes.operator_analytics import GUARDS, Format, From, To
 from gateway.routes.operator_analytics import _answer as answer
+from gateway.routes.operator_analytics import _documented as documented
 from shoppers import retention
 
 MarginBps = Annotated[
@@ -23,7 +25,11 @@ MarginBps = Annotated[
 ]
 
 
-@get("/v1/operator/analytics/retention-rate", guards=GUARDS)
+@get(
+    "/v1/operator/analytics/retention-rate",
+    guards=GUARDS,
+    **documented(contracts.RetentionRates),
+)
 async def retention_rate(
     request: Request[Any, Any, Any],
     start: From = None,
@@ -36,7 +42,11 @@ async def retention_rate(
     )
 
 
-@get("/v1/operator/analytics/lifetime-value", guards=GUARDS)
+@get(
+    "/v1/operator/analytics/lifetime-value",
+    guards=GUARDS,
+    **documented(contracts.LifetimeValues),
+)
 async def lifetime_value(
     request: Request[Any, Any, Any],
     start: From = None,
@@ -55,7 +65,7 @@ async def lifetime_value(
     )
 
 
-@get("/v1/operator/analytics/abc-xyz", guards=GUARDS)
+@get("/v1/operator/analytics/abc-xyz", guards=GUARDS, **documented(contracts.AbcXyz))
 async def abc_xyz(
     request: Request[Any, Any, Any],
     start: From = None,
