@@ -14,7 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors, rate_limit
+from gateway import availability, errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
@@ -124,7 +124,11 @@ def _lifespan(
             size_min=settings.pool_size_min,
             size_max=settings.pool_size_max,
             reset_session=False,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            lock_timeout_ms=settings.db_lock_timeout_ms,
+            acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
         )
+        availability.STATE.watch(state.pool)
         if settings.group_commit_lanes > 0:
             state.group_commit = GroupCommit(
                 state.pool,
@@ -142,6 +146,7 @@ def _lifespan(
             await scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
+            await availability.STATE.stop()
             await state.pool.close()
 
     return lifespan

@@ -19,6 +19,10 @@ GROUP_COMMIT_SIZE_MAX = 32  # subtransactions per group: PostgreSQL caches 64 pe
 WEBHOOK_RETRY_SCHEDULE_S_DEFAULT = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 WEBHOOK_ATTEMPTS_MAX = 16
 WEBHOOK_DELAY_S_MAX = 7 * 24 * 3600
+DB_STATEMENT_TIMEOUT_MS_DEFAULT = 30_000
+DB_LOCK_TIMEOUT_MS_DEFAULT = 10_000
+DB_ACQUIRE_TIMEOUT_MS_DEFAULT = 10_000
+DB_TIMEOUT_MS_MAX = 3_600_000
 
 
 class ConfigError(Exception):
@@ -44,6 +48,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhooks_allow_loopback: bool = False
     # delay before each delivery attempt, from the previous one (the first from the event)
     webhook_retry_schedule_s: tuple[int, ...] = WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
+    # Bounds on a pooled connection (issue 21): a stuck statement, a lock wait or a wait for a
+    # free connection ends in a 503 instead of a hang. 0 turns the statement or lock bound off.
+    db_statement_timeout_ms: int = DB_STATEMENT_TIMEOUT_MS_DEFAULT
+    db_lock_timeout_ms: int = DB_LOCK_TIMEOUT_MS_DEFAULT
+    db_acquire_timeout_ms: int = DB_ACQUIRE_TIMEOUT_MS_DEFAULT
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -137,5 +146,22 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhooks_allow_loopback=_flag(env, "COALITION_WEBHOOKS_ALLOW_LOOPBACK", False),
         webhook_retry_schedule_s=_schedule(
             env, "COALITION_WEBHOOK_RETRY_SCHEDULE_S", WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
+        ),
+        db_statement_timeout_ms=_int(
+            env,
+            "COALITION_DB_STATEMENT_TIMEOUT_MS",
+            DB_STATEMENT_TIMEOUT_MS_DEFAULT,
+            0,
+            DB_TIMEOUT_MS_MAX,
+        ),
+        db_lock_timeout_ms=_int(
+            env, "COALITION_DB_LOCK_TIMEOUT_MS", DB_LOCK_TIMEOUT_MS_DEFAULT, 0, DB_TIMEOUT_MS_MAX
+        ),
+        db_acquire_timeout_ms=_int(
+            env,
+            "COALITION_DB_ACQUIRE_TIMEOUT_MS",
+            DB_ACQUIRE_TIMEOUT_MS_DEFAULT,
+            1,
+            DB_TIMEOUT_MS_MAX,
         ),
     )
