@@ -41,7 +41,14 @@ _UNREACHABLE = (
 # A bound this service sets (db_statement_timeout_ms, db_lock_timeout_ms) was reached.
 _BUSY = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 # asyncpg's own words for a connection or pool that is no longer usable.
-_CLOSED_WORDS = ("connection is closed", "pool is closing", "pool is closed")
+# ("released back to the pool": the pool detaches a connection the server closed from the
+# proxy its user still holds, whose every later call then raises that.)
+_CLOSED_WORDS = (
+    "connection is closed",
+    "pool is closing",
+    "pool is closed",
+    "released back to the pool",
+)
 
 
 class Kind(enum.Enum):
@@ -152,3 +159,15 @@ class Availability:
 
 
 STATE = Availability()
+
+
+class _OutageFilter(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reopen its minimum of
+    connections (every second or so while the database is gone): note the outage instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or classify(error) is not Kind.UNREACHABLE
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OutageFilter())

@@ -25,6 +25,7 @@ Groups are bounded: at most `size_max` calls, each one subtransaction, kept belo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -263,8 +264,11 @@ async def _in_one_transaction(
         await _finish(conn, done)
         await conn.execute(COMMIT)
     except BaseException:
-        if not conn.is_closed() and conn.is_in_transaction():
-            await conn.execute(ROLLBACK)
+        # A connection lost mid-group may already be detached from its proxy, which then
+        # refuses every call (InterfaceError): the original error is the one to raise.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute(ROLLBACK)
         raise
 
 

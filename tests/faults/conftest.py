@@ -3,6 +3,8 @@ with a migrated template, and a fresh database from it per drill."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,10 +19,18 @@ TEMPLATE = "coalition_drills_template"
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    own = Cluster.create(Path(tmp_path_factory.mktemp("drills-pg")))
-    yield own
-    own.close()
+def cluster() -> Iterator[Cluster]:
+    # Not under pytest's temporary root: every pytest run on the machine sets that back to
+    # mode 0700, and the cluster's own user (pgserver's, when run as root) must traverse
+    # the path again at each restart the drills cause.
+    directory = Path(tempfile.mkdtemp(prefix="coalition-drills-"))
+    directory.chmod(0o755)
+    own = Cluster.create(directory)
+    try:
+        yield own
+    finally:
+        own.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -161,5 +161,9 @@ class Cluster:
     def start_again(self) -> None:
         self.postgres.server.ensure_postgres_running()
 
+    def ensure_running(self) -> None:
+        """Start it unless it runs (pgserver checks postmaster.pid and the process)."""
+        self.postgres.server.ensure_postgres_running()
+
     def close(self) -> None:
         self.postgres.stop()
