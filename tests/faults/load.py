@@ -106,6 +106,7 @@ class Observed:
     statuses: Counter[int] = field(default_factory=Counter)
     server_errors: list[dict[str, Any]] = field(default_factory=list)
     transport_errors: int = 0
+    timeouts: int = 0  # no answer within CALL_TIMEOUT_S: a hang, never expected
 
     def note(self, response: httpx.Response) -> None:
         self.statuses[response.status_code] += 1
@@ -193,6 +194,9 @@ class Load:
         op.attempts += 1
         try:
             response = await self.caller.call("POST", PATHS[op.kind], op.body, op.key)
+        except httpx.TimeoutException:
+            self.observed.timeouts += 1
+            return None
         except httpx.TransportError:
             self.observed.transport_errors += 1
             return None
