@@ -35,3 +35,7 @@ bench: $(STAMP)  ## benchmarks next to pgbench TPC-B (needs wrk: installed here 
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: soak
+soak: $(STAMP)  ## mixed traffic with random kills of server and PostgreSQL (SOAK_MINUTES=10)
+	$(BIN)/python -m tests.faults.soak

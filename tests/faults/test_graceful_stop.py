@@ -1,8 +1,9 @@
 """Drill: SIGTERM while group commits are in flight.
 
-Every call gets an answer or a closed connection (none hangs); the server shuts down completely; nothing is
-applied without its answer stored for replay: after a restart, a retry with the same key of a
-call that got no answer replays what was applied, and the exactly-once audit is clean.
+Every call gets an answer or a closed connection (none hangs); the server shuts down
+completely; nothing is applied without its answer stored for replay: after a restart, a retry
+with the same key of a call that got no answer replays what was applied, and the exactly-once
+audit is clean.
 """
 
 from __future__ import annotations
