@@ -14,8 +14,9 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import availability, errors, rate_limit
+from gateway import errors, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.availability import STATE as DATABASE_AVAILABILITY
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
 from gateway.request_id import before_send, request_id_middleware
@@ -128,7 +129,7 @@ def _lifespan(
             lock_timeout_ms=settings.db_lock_timeout_ms,
             acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
         )
-        availability.STATE.watch(state.pool)
+        DATABASE_AVAILABILITY.watch(state.pool)
         if settings.group_commit_lanes > 0:
             state.group_commit = GroupCommit(
                 state.pool,
@@ -146,7 +147,7 @@ def _lifespan(
             await scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
-            await availability.STATE.stop()
+            await DATABASE_AVAILABILITY.stop()
             await state.pool.close()
 
     return lifespan
