@@ -42,3 +42,7 @@ FUZZ_EXAMPLES ?= 300
 fuzz: $(STAMP)  ## the schemathesis fuzz with many more examples per operation than CI's 20
 	COALITION_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/security/test_api_fuzz.py -q -s \
 		-k every_operation -p no:cacheprovider
+
+.PHONY: soak
+soak: $(STAMP)  ## mixed traffic with random kills of server and PostgreSQL (SOAK_MINUTES=10)
+	$(BIN)/python -m tests.faults.soak

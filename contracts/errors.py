@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"  # unreachable or restarting: retry later
+    DATABASE_BUSY = "database_busy"  # no connection free, or a statement or lock timed out
     # tokens
     TOKEN_INVALID = "token_invalid"  # noqa: S105 (an error code, not a secret)
     TOKEN_EXPIRED = "token_expired"  # noqa: S105

@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from gateway import card, console, errors, openapi_security, rate_limit
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.availability import STATE as DATABASE_AVAILABILITY
 from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
 from gateway.json_body import StrictJSONRequest
@@ -151,7 +152,11 @@ def _lifespan(
             size_min=settings.pool_size_min,
             size_max=settings.pool_size_max,
             reset_session=False,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            lock_timeout_ms=settings.db_lock_timeout_ms,
+            acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
         )
+        DATABASE_AVAILABILITY.watch(state.pool)
         if settings.group_commit_lanes > 0:
             state.group_commit = GroupCommit(
                 state.pool,
@@ -174,6 +179,7 @@ def _lifespan(
             await mail_scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
+            await DATABASE_AVAILABILITY.stop()
             await state.pool.close()
 
     return lifespan

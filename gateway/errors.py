@@ -41,7 +41,7 @@ from contracts.errors import (
     Problem,
     problem_type,
 )
-from gateway import request_id
+from gateway import availability, request_id
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,28 @@ def from_unencodable_argument(exc: asyncpg.exceptions.DataError) -> ProblemDetai
 
 
 def from_unexpected(exc: Exception) -> ProblemDetailsException:
+    database = from_database(exc)
+    if database is not None:
+        return database
     log.error("unhandled error", exc_info=exc)
     return _problem(500, ErrorCode.INTERNAL_ERROR, "the server failed to answer")
+
+
+def from_database(exc: Exception) -> ProblemDetailsException | None:
+    """The database down or overloaded is the service's state, not a bug: 503, `Retry-After`,
+    and no traceback (an outage logs one line when it begins and one when it ends,
+    gateway/availability.py). None: `exc` says nothing about the database."""
+    kind = availability.classify(exc)
+    if kind is None:
+        return None
+    if kind is availability.Kind.UNREACHABLE:
+        availability.STATE.mark_down(exc)
+        code, detail = ErrorCode.DATABASE_UNAVAILABLE, "the database is unreachable; retry later"
+    else:
+        code, detail = ErrorCode.DATABASE_BUSY, "the database did not answer in time; retry later"
+    problem = _problem(503, code, detail)
+    problem.headers = {"Retry-After": str(availability.RETRY_AFTER_S)}
+    return problem
 
 
 def render(request: Request[Any, Any, Any], exc: ProblemDetailsException) -> Response[Any]:
@@ -273,6 +293,7 @@ PROBLEM_CODES_BY_STATUS: dict[int, str] = {
     422: "idempotency_mismatch, insufficient_points, and other refused operations",
     429: "rate_limited",
     500: "internal_error",
+    503: "service_unavailable, database_unavailable, database_busy (with Retry-After)",
 }
 
 

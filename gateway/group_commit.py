@@ -25,6 +25,7 @@ Groups are bounded: at most `size_max` calls, each one subtransaction, kept belo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -34,7 +35,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 
 from contracts.errors import ErrorCode
-from gateway import metrics
+from gateway import availability, metrics
 from gateway.errors import ApiError
 from infra.db import Conn
 from infra.settings import GROUP_COMMIT_LANES_MAX, GROUP_COMMIT_SIZE_MAX
@@ -203,6 +204,12 @@ class GroupCommit:
             async with self.pool.acquire() as conn:
                 await _in_one_transaction(conn, group, done, alone)
         except asyncpg.PostgresError as exc:  # the server refused: nothing was committed
+            if availability.classify(exc) is availability.Kind.UNREACHABLE:
+                # Not a refusal: the server went away (perhaps during COMMIT), so whether the
+                # group committed is unknown, as with a lost connection below.
+                for queued in group:
+                    _fail(queued.answer, exc)
+                return
             log.warning("a group's transaction was refused; its calls run alone", exc_info=exc)
             metrics.GROUP_COMMIT_REFUSED.inc()
             done, alone = [], list(group)
@@ -257,8 +264,11 @@ async def _in_one_transaction(
         await _finish(conn, done)
         await conn.execute(COMMIT)
     except BaseException:
-        if not conn.is_closed() and conn.is_in_transaction():
-            await conn.execute(ROLLBACK)
+        # A connection lost mid-group may already be detached from its proxy, which then
+        # refuses every call (InterfaceError): the original error is the one to raise.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute(ROLLBACK)
         raise
 
 
@@ -292,6 +302,8 @@ async def _together(
         except asyncpg.InterfaceError:
             raise
         except Exception as exc:
+            if availability.classify(exc) is availability.Kind.UNREACHABLE:
+                raise  # the connection is gone: the group fails (see _run_group)
             log.warning("a set-based step failed; its calls run one by one", exc_info=exc)
             metrics.GROUP_COMMIT_TOGETHER_FAILED.inc()
             await conn.execute(UNDO_TOGETHER)

@@ -43,7 +43,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import HTTPResponseStartEvent, Message, Scope
 
 from contracts.errors import PROBLEM_MEDIA_TYPE, ErrorCode
-from gateway import errors, metrics, queries
+from gateway import availability, errors, metrics, queries
 from gateway.errors import ApiError
 from gateway.state import AppState
 from infra.db import Conn
@@ -218,8 +218,9 @@ async def _settle_pending(message: HTTPResponseStartEvent, scope: Scope) -> None
     try:
         async with app_state.require_pool().acquire() as conn:
             refusal = await admit_alone(conn, scope, admission)
-    except Exception:  # the answer is on its way: keep it rather than break the connection
-        log.exception("admitting a signed call after its handler failed")
+    except Exception as exc:  # the answer is on its way: keep it rather than break the connection
+        if not availability.STATE.outage(exc):  # an outage is logged once, not per call
+            log.exception("admitting a signed call after its handler failed")
         return
     if refusal is None:
         return

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from gateway import availability
 from ledger import service as ledger
 from ledger import settlement
 from shoppers import aggregates, expiry, segments, tiers
@@ -79,7 +80,8 @@ class Scheduler:
                 processed = await job.run(self._pool)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # The database may be restarting: log, wait, try again.
-                log.warning("job failed", extra={"job": job.name, "error": str(exc)})
+                if not availability.STATE.outage(exc):  # an outage is logged once (issue 21)
+                    log.warning("job failed", extra={"job": job.name, "error": str(exc)})
                 processed = 0
             await asyncio.sleep(0 if job.again_at_once(processed) else job.interval_s)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
 STATEMENT_CACHE_SIZE = 1_024
+# asyncpg.create_pool's own defaults, for the pool built here without it (BoundedPool).
+MAX_QUERIES = 50_000
+MAX_INACTIVE_CONNECTION_LIFETIME_S = 300.0
 
 Pool = asyncpg.Pool
 # A connection of its own or one lent by a pool: every query function accepts either.
@@ -18,8 +21,29 @@ class DatabaseUnreachable(Exception):
     """The database could not be reached; the message says where and why."""
 
 
+class BoundedPool(asyncpg.Pool):
+    """A pool whose `acquire()` waits at most `acquire_timeout_s` unless told otherwise.
+
+    asyncpg waits for a free connection forever by default: with every connection busy (a
+    stuck statement, a burst) a request would hang instead of answering 503. The bound is set
+    here once rather than at each of the many `pool.acquire()` calls.
+    """
+
+    acquire_timeout_s: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+
 async def create_pool(
-    dsn: str, *, size_min: int, size_max: int, reset_session: bool
+    dsn: str,
+    *,
+    size_min: int,
+    size_max: int,
+    reset_session: bool,
+    statement_timeout_ms: int = 0,
+    lock_timeout_ms: int = 0,
+    acquire_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
     """Open a pool or raise DatabaseUnreachable with one readable line.
 
@@ -28,22 +52,39 @@ async def create_pool(
     never leaves session state behind (no SET, LISTEN, WITH HOLD cursor or session advisory
     lock: only transaction-scoped ones; migrations run on a connection of their own), and
     asyncpg rolls back an open transaction on release either way.
+    statement_timeout_ms, lock_timeout_ms: PostgreSQL's bounds for every connection of the
+    pool (0: none), sent in the startup packet (no extra round trip; RESET ALL keeps them).
+    acquire_timeout_s: how long `acquire()` waits for a free connection (None: forever).
     """
     assert 0 < size_min <= size_max, (size_min, size_max)
+    assert statement_timeout_ms >= 0, statement_timeout_ms
+    assert lock_timeout_ms >= 0, lock_timeout_ms
+    pool = BoundedPool(
+        dsn,
+        min_size=size_min,
+        max_size=size_max,
+        max_queries=MAX_QUERIES,
+        max_inactive_connection_lifetime=MAX_INACTIVE_CONNECTION_LIFETIME_S,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        statement_cache_size=STATEMENT_CACHE_SIZE,
+        reset=None if reset_session else _keep_session,
+        server_settings=_bounds(statement_timeout_ms, lock_timeout_ms),
+    )
+    pool.acquire_timeout_s = acquire_timeout_s
     try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=size_min,
-            max_size=size_max,
-            timeout=CONNECT_TIMEOUT_S,
-            command_timeout=COMMAND_TIMEOUT_S,
-            statement_cache_size=STATEMENT_CACHE_SIZE,
-            reset=None if reset_session else _keep_session,
-        )
+        await pool
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(describe(exc)) from exc
-    assert pool is not None
     return pool
+
+
+def _bounds(statement_timeout_ms: int, lock_timeout_ms: int) -> dict[str, str]:
+    bounds = {"statement_timeout": statement_timeout_ms, "lock_timeout": lock_timeout_ms}
+    return {name: str(value) for name, value in bounds.items() if value > 0}
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,43 @@ class EmbeddedPostgres:
         return str(self.server.get_uri())
 
     def stop(self) -> None:
-        self.server.cleanup()
+        """Stop the cluster unless another live process still uses it.
+
+        A second Ctrl-C while it stops is ignored (by pg_ctl too, which inherits that), so
+        an impatient user never leaves the cluster half stopped and running.
+        """
+        _forget_gone_handles(self.server)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        try:
+            self.server.cleanup()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _forget_gone_handles(server: Any) -> None:
+    """Drop the processes that died without stopping the cluster from pgserver's handle list.
+
+    pgserver stops the cluster only when the process stopping it is the last one listed in
+    `<pgdata>/.handle_pids.json`. A process killed without its cleanup (kill -9, a crash, a
+    closed terminal) stayed listed forever, so from then on no Ctrl-C of `coalition serve`
+    ever stopped the embedded PostgreSQL again.
+    """
+    with server._lock:  # the inter-process lock pgserver itself takes around that list
+        handles = server.global_process_id_list
+        alive = [pid for pid in handles.get() if pid == os.getpid() or _alive(pid)]
+        handles.put(alive)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def check_data_dir(data_dir: Path) -> None:

@@ -26,6 +26,10 @@ EXPIRY_NOTICE_DAYS_MAX = 366
 EXPIRY_NOTICES_MAX = 8
 EMAIL_FROM_DEFAULT = "Coalition <no-reply@coalition.example>"
 SMTP_SCHEMES = ("smtp", "smtps")
+DB_STATEMENT_TIMEOUT_MS_DEFAULT = 30_000
+DB_LOCK_TIMEOUT_MS_DEFAULT = 10_000
+DB_ACQUIRE_TIMEOUT_MS_DEFAULT = 10_000
+DB_TIMEOUT_MS_MAX = 3_600_000
 
 
 class ConfigError(Exception):
@@ -58,6 +62,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # where links in email point (unsubscribe); None: http://<host>:<port>
     public_base_url: str | None = None
     expiry_notice_days: tuple[int, ...] = EXPIRY_NOTICE_DAYS_DEFAULT
+    # Bounds on a pooled connection (issue 21): a stuck statement, a lock wait or a wait for a
+    # free connection ends in a 503 instead of a hang. 0 turns the statement or lock bound off.
+    db_statement_timeout_ms: int = DB_STATEMENT_TIMEOUT_MS_DEFAULT
+    db_lock_timeout_ms: int = DB_LOCK_TIMEOUT_MS_DEFAULT
+    db_acquire_timeout_ms: int = DB_ACQUIRE_TIMEOUT_MS_DEFAULT
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -198,4 +207,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         email_from=env.get("COALITION_EMAIL_FROM") or EMAIL_FROM_DEFAULT,
         public_base_url=_base_url(env, "COALITION_PUBLIC_BASE_URL"),
         expiry_notice_days=_notice_days(env, "COALITION_EXPIRY_NOTICE_DAYS"),
+        db_statement_timeout_ms=_int(
+            env,
+            "COALITION_DB_STATEMENT_TIMEOUT_MS",
+            DB_STATEMENT_TIMEOUT_MS_DEFAULT,
+            0,
+            DB_TIMEOUT_MS_MAX,
+        ),
+        db_lock_timeout_ms=_int(
+            env, "COALITION_DB_LOCK_TIMEOUT_MS", DB_LOCK_TIMEOUT_MS_DEFAULT, 0, DB_TIMEOUT_MS_MAX
+        ),
+        db_acquire_timeout_ms=_int(
+            env,
+            "COALITION_DB_ACQUIRE_TIMEOUT_MS",
+            DB_ACQUIRE_TIMEOUT_MS_DEFAULT,
+            1,
+            DB_TIMEOUT_MS_MAX,
+        ),
     )

@@ -48,7 +48,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from contracts.errors import ErrorCode
 from contracts.signing import ALGORITHM_ID, CREATED_SKEW_S_MAX, secret_bytes
-from gateway import metrics, queries, rate_limit
+from gateway import availability, metrics, queries, rate_limit
 from gateway.auth import plain_fields
 from gateway.errors import ApiError
 from gateway.partner_state import OpenedKey, PartnerGateway
@@ -416,8 +416,9 @@ async def _prune(app_state: AppState, now_s: float) -> None:
                 int(now_s) - RATE_SHARD_RETENTION_S,
                 NONCE_PRUNE_BATCH_MAX,
             )
-    except Exception:  # housekeeping: the next interval tries again
-        log.exception("pruning nonces and rate-limit rows failed")
+    except Exception as exc:  # housekeeping: the next interval tries again
+        if not availability.STATE.outage(exc):  # an outage is logged once (issue 21)
+            log.exception("pruning nonces and rate-limit rows failed")
 
 
 def _schedule_prune(app_state: AppState, gateway: PartnerGateway, now_s: float) -> None:

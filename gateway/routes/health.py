@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
 from contracts.health import Health, Readiness
+from gateway import availability
 from gateway.state import AppState
 from gateway.tokens import jwks
 from infra import migrations
@@ -47,6 +48,7 @@ async def readyz(state: State) -> Response[Readiness]:
     try:
         readiness = await asyncio.wait_for(_readiness(app_state.require_pool()), READY_TIMEOUT_S)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        availability.STATE.outage(exc)  # logged once per outage, as any request's
         down = Readiness(
             status="unavailable", database=f"down: {type(exc).__name__}", migrations_pending=[]
         )
@@ -56,6 +58,7 @@ async def readyz(state: State) -> Response[Readiness]:
             status="unavailable", database=f"migrations: {exc}", migrations_pending=[]
         )
         return Response(broken, status_code=503)
+    await availability.STATE.mark_up()
     return Response(readiness, status_code=200 if readiness.status == "ready" else 503)
 
 

@@ -1,0 +1,93 @@
+"""`make soak`: mixed signed traffic with random kills of the server (kill -9) and of
+PostgreSQL (immediate stop), for SOAK_MINUTES (default 10), then the exactly-once audit and
+`coalition verify`. Not a test (not collected by pytest, not in CI).
+
+    make soak                 # 10 minutes
+    SOAK_MINUTES=2 make soak  # shorter
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from infra import migrations
+from tests.faults import network
+from tests.faults.harness import Cluster, Server, verify
+from tests.faults.load import Load, audit
+
+LOAD_WORKERS = 8
+OPS_MAX = 2_000_000
+BETWEEN_KILLS_S = (3.0, 12.0)
+DOWN_S = (0.5, 3.0)
+
+
+async def soak(minutes: float, work: Path) -> int:
+    cluster = Cluster.create(work / "pg")
+    conn = await asyncpg.connect(cluster.dsn)
+    await migrations.migrate(conn)
+    await conn.close()
+    server = Server(cluster.dsn, work, work / "server.log")
+    await server.start()
+    net = await network.build(server.url, work, slug="soak", shoppers=50)
+    load = Load(net.caller(server.url), net.cards, seed=int(time.time()))
+    rng = random.Random()
+    kills = {"server": 0, "postgres": 0}
+    stop = asyncio.Event()
+    running = asyncio.create_task(load.run(stop, workers=LOAD_WORKERS, ops_max=OPS_MAX))
+    deadline = time.monotonic() + minutes * 60
+    try:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(rng.uniform(*BETWEEN_KILLS_S))
+            if rng.random() < 0.5:
+                await server.kill()
+                await asyncio.sleep(rng.uniform(*DOWN_S))
+                await server.start()
+                kills["server"] += 1
+            else:
+                await asyncio.to_thread(cluster.stop_immediately)
+                await asyncio.sleep(rng.uniform(*DOWN_S))
+                await asyncio.to_thread(cluster.start_again)
+                await server.wait_ready()
+                kills["postgres"] += 1
+            print(f"kills {kills}, operations sent {len(load.ops)}", flush=True)
+        stop.set()
+        await running
+        await load.settle()
+        found = await audit(cluster.dsn, net.partner.partner_id, load)
+        checked = verify(cluster.dsn, work)
+    finally:
+        stop.set()
+        await load.caller.aclose()
+        await server.stop()
+        cluster.close()
+    errors_500 = sum(1 for e in load.observed.server_errors if e["status"] == 500)
+    print(f"soak {minutes} min: kills {kills}")
+    print(f"operations acknowledged {found.acknowledged}, refused {found.refused}")
+    print(f"lost {len(found.lost)} (must be 0), doubled {len(found.doubled)} (must be 0)")
+    print(f"phantom {len(found.phantom)}, unrecorded {len(found.unrecorded)}, ", end="")
+    print(f"wallets off {len(found.wallets_off)}, 500 answers {errors_500}")
+    print(f"verify: {'green' if checked.returncode == 0 else 'FAILED'} {checked.stdout.strip()}")
+    return 0 if found.clean and checked.returncode == 0 and errors_500 == 0 else 1
+
+
+def main() -> int:
+    minutes = float(os.environ.get("SOAK_MINUTES", "10"))
+    work = Path(tempfile.mkdtemp(prefix="coalition-soak-"))
+    work.chmod(0o755)  # the cluster's own user traverses it
+    try:
+        return asyncio.run(soak(minutes, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
