@@ -99,7 +99,10 @@ async def run(rate: int, seconds: int) -> None:
 
 async def measure(url: str, dsn: str, data_dir: Path, rate: int, seconds: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        shop = await onboard(http, load_or_create(data_dir, None), "bench-shop")
+        # above the default 100/s per key, which would answer 429 and the SDK back off
+        shop = await onboard(
+            http, load_or_create(data_dir, None), "bench-shop", rate_limit_per_s=1_000
+        )
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     assert pool is not None
     with receiving() as receiver:
@@ -109,6 +112,7 @@ async def measure(url: str, dsn: str, data_dir: Path, rate: int, seconds: int) -
             )
         async with shop.client(url, timeout_s=30) as client:
             cards = [(await client.enroll()).card_number for _ in range(SHOPPERS)]
+            print(f"enrolled {SHOPPERS} shoppers", flush=True)
             total = rate * seconds
             failures = 0
 
@@ -136,6 +140,7 @@ async def measure(url: str, dsn: str, data_dir: Path, rate: int, seconds: int) -
                 tasks.append(asyncio.create_task(buy(n)))
             await asyncio.gather(*tasks)
             sent_s = time.monotonic() - started
+            print(f"sent {total} purchases in {sent_s:.1f} s", flush=True)
         deadline = time.monotonic() + DRAIN_WAIT_S
         while time.monotonic() < deadline:
             pending = await pool.fetchval(
