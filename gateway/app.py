@@ -58,7 +58,7 @@ from gateway.routes import (
 from gateway.routes import email as email_routes
 from gateway.state import AppState
 from gateway.tokens import load_or_create
-from gateway.workers import Scheduler, default_jobs
+from gateway.workers import Scheduler, default_jobs, webhook_jobs
 from infra import db
 from infra import settings as settings_module
 from infra.settings import Settings
@@ -163,7 +163,8 @@ def _lifespan(
                 lanes=settings.group_commit_lanes,
                 size_max=settings.group_commit_size_max,
             )
-        scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
+        jobs = [*default_jobs(), *webhook_jobs(settings)] if settings.workers_enabled else []
+        scheduler = Scheduler(state.pool, jobs)
         scheduler.start()
         mail_scheduler = Scheduler(
             state.pool, mail_jobs(settings) if settings.workers_enabled else []

@@ -10,6 +10,12 @@ from prometheus_client import Counter, Histogram
 
 # Observed where the ledger is called (partners/), re-exported so all metrics are listed here.
 from partners.telemetry import LEDGER_OPERATION_SECONDS
+from partners.webhooks.telemetry import (
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY_LAG_SECONDS,
+    WEBHOOK_ENDPOINTS_DISABLED,
+    WEBHOOK_QUEUE_DEPTH,
+)
 from shoppers.mail.telemetry import EMAILS
 
 __all__ = [
@@ -26,6 +32,10 @@ __all__ = [
     "POINTS_REDEEMED",
     "RATE_LIMITED",
     "SIGNATURE_FAILURES",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DELIVERY_LAG_SECONDS",
+    "WEBHOOK_ENDPOINTS_DISABLED",
+    "WEBHOOK_QUEUE_DEPTH",
 ]
 
 SIGNATURE_FAILURES = Counter(

@@ -16,8 +16,11 @@ from datetime import UTC, datetime
 import asyncpg
 
 from gateway import availability
+from infra.settings import Settings
 from ledger import service as ledger
 from ledger import settlement
+from partners.webhooks import fanout as webhook_fanout
+from partners.webhooks.worker import WebhookWorker
 from shoppers import aggregates, expiry, segments, tiers
 
 log = logging.getLogger(__name__)
@@ -145,4 +148,26 @@ def default_jobs() -> list[Job]:
         ),
         # The refresh itself runs at most hourly across processes; this is how often to ask.
         Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
+    ]
+
+
+# Webhooks (issue 16): the fan-out drains the outbox's queue, the dispatcher runs while sends
+# are in flight (partners/webhooks/worker.py), the gauge is refreshed every few seconds.
+WEBHOOK_FANOUT_INTERVAL_S = 0.25
+WEBHOOK_DELIVERY_INTERVAL_S = 0.25
+WEBHOOK_QUEUE_DEPTH_INTERVAL_S = 5.0
+
+
+def webhook_jobs(settings: Settings) -> list[Job]:
+    """The webhook jobs of a server process, configured by `settings`."""
+    worker = WebhookWorker(settings)
+    return [
+        Job(
+            "webhooks.fan_out",
+            WEBHOOK_FANOUT_INTERVAL_S,
+            worker.fan_out,
+            webhook_fanout.FANOUT_BATCH_MAX,
+        ),
+        Job("webhooks.deliver", WEBHOOK_DELIVERY_INTERVAL_S, worker.deliver),
+        Job("webhooks.queue_depth", WEBHOOK_QUEUE_DEPTH_INTERVAL_S, worker.measure_queue),
     ]
