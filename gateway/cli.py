@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, demo, logs
+from gateway import cli_backup, demo, logs, ops_metrics
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
 from infra import settings as settings_module
@@ -139,10 +139,12 @@ async def _verify(dsn: str) -> list[str]:
     try:
         found = await verify.verify(conn)
         settlement_problems = await settlement.verify_settlements(conn)
+        lines = [f"invariant {p.invariant} ({p.check}): {p.detail}" for p in found]
+        lines += [f"settlement: {problem}" for problem in settlement_problems]
+        await ops_metrics.record_verify(conn, lines)  # exported by the service (alerts)
     finally:
         await conn.close()
-    lines = [f"invariant {p.invariant} ({p.check}): {p.detail}" for p in found]
-    return lines + [f"settlement: {problem}" for problem in settlement_problems]
+    return lines
 
 
 def cmd_verify(_: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from gateway import metrics, ops_metrics
 from ledger import service as ledger
 from ledger import settlement
 from shoppers import aggregates, expiry, segments, tiers
@@ -58,7 +59,7 @@ class Job:
 class Scheduler:
     def __init__(self, pool: asyncpg.Pool, jobs: list[Job]) -> None:
         self._pool = pool
-        self._jobs = jobs
+        self._jobs = [observed(job) for job in jobs]
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -143,4 +144,23 @@ def default_jobs() -> list[Job]:
         ),
         # The refresh itself runs at most hourly across processes; this is how often to ask.
         Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
+        Job("ops.sample_metrics", ops_metrics.SAMPLE_INTERVAL_S, ops_metrics.sample),
     ]
+
+
+def observed(job: Job) -> Job:
+    """The job with its runs counted (coalition_job_runs, _items, _last_success_timestamp)."""
+    inner = job.run
+
+    async def run(pool: asyncpg.Pool) -> int:
+        try:
+            processed = await inner(pool)
+        except BaseException:
+            metrics.JOB_RUNS.labels(job=job.name, outcome="failed").inc()
+            raise
+        metrics.JOB_RUNS.labels(job=job.name, outcome="ok").inc()
+        metrics.JOB_ITEMS.labels(job=job.name).inc(processed)
+        metrics.JOB_LAST_SUCCESS.labels(job=job.name).set_to_current_time()
+        return processed
+
+    return Job(job.name, job.interval_s, run, job.batch_full)
