@@ -79,13 +79,16 @@ PROBLEMS = Counter(
     ["code", "route"],
 )
 JOB_RUNS = Counter(
-    "coalition_job_runs", "Periodic job runs, by job and outcome (ok, failed)", ["job", "outcome"]
+    "coalition_job_runs",
+    "Periodic job runs, by job and outcome (ok, failed)",
+    ["worker", "outcome"],
 )
-JOB_ITEMS = Counter("coalition_job_items", "Items processed by periodic jobs", ["job"])
+# The label is `worker`, not `job`: Prometheus' own target label is called job.
+JOB_ITEMS = Counter("coalition_job_items", "Items processed by periodic jobs", ["worker"])
 JOB_LAST_SUCCESS = Gauge(
     "coalition_job_last_success_timestamp_seconds",
     "Unix time of the job's last run that did not fail",
-    ["job"],
+    ["worker"],
 )
 OUTBOX_UNDELIVERED = Gauge(
     "coalition_outbox_undelivered", "Events in event_outbox not delivered yet"

@@ -156,11 +156,11 @@ def observed(job: Job) -> Job:
         try:
             processed = await inner(pool)
         except BaseException:
-            metrics.JOB_RUNS.labels(job=job.name, outcome="failed").inc()
+            metrics.JOB_RUNS.labels(worker=job.name, outcome="failed").inc()
             raise
-        metrics.JOB_RUNS.labels(job=job.name, outcome="ok").inc()
-        metrics.JOB_ITEMS.labels(job=job.name).inc(processed)
-        metrics.JOB_LAST_SUCCESS.labels(job=job.name).set_to_current_time()
+        metrics.JOB_RUNS.labels(worker=job.name, outcome="ok").inc()
+        metrics.JOB_ITEMS.labels(worker=job.name).inc(processed)
+        metrics.JOB_LAST_SUCCESS.labels(worker=job.name).set_to_current_time()
         return processed
 
     return Job(job.name, job.interval_s, run, job.batch_full)
