@@ -14,10 +14,11 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors, rate_limit
+from gateway import errors, rate_limit, replica
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.group_commit import GroupCommit
 from gateway.partner_state import PartnerGateway
+from gateway.replica import ReadReplica
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
     campaigns,
@@ -127,6 +128,9 @@ def _lifespan(
             size_max=settings.pool_size_max,
             reset_session=False,
         )
+        if settings.replica_url:
+            state.read_replica = await _read_replica(settings, settings.replica_url)
+            state.read_replica.start(state.pool)
         if settings.group_commit_lanes > 0:
             state.group_commit = GroupCommit(
                 state.pool,
@@ -145,8 +149,21 @@ def _lifespan(
             if state.group_commit is not None:
                 await state.group_commit.drain()
             await state.pool.close()
+            if state.read_replica is not None:
+                await state.read_replica.close()
 
     return lifespan
+
+
+async def _read_replica(settings: Settings, replica_url: str) -> ReadReplica:
+    pool = await db.create_pool(
+        replica_url,
+        size_min=1,
+        size_max=settings.pool_size_max,
+        reset_session=False,
+        application_name=replica.APPLICATION_NAME,
+    )
+    return ReadReplica(pool, lag_max_s=settings.replica_lag_max_s)
 
 
 def _partner_api() -> Router:

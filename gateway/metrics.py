@@ -123,3 +123,11 @@ REPLICAS_STREAMING = Gauge(
 DB_POOL_SIZE = Gauge("coalition_db_pool_size", "Connections open in the primary pool")
 DB_POOL_IDLE = Gauge("coalition_db_pool_idle", "Idle connections in the primary pool")
 DB_POOL_MAX = Gauge("coalition_db_pool_max", "Largest size of the primary pool")
+READ_REPLICA_LAG_SECONDS = Gauge(
+    "coalition_read_replica_lag_seconds",
+    "Lag of the replica this process reads from, measured against the primary (-1: unreachable)",
+)
+READ_REPLICA_IN_USE = Gauge(
+    "coalition_read_replica_in_use",
+    "1 while read-only endpoints read from the replica, 0 while they fall back to the primary",
+)

@@ -19,7 +19,12 @@ class DatabaseUnreachable(Exception):
 
 
 async def create_pool(
-    dsn: str, *, size_min: int, size_max: int, reset_session: bool
+    dsn: str,
+    *,
+    size_min: int,
+    size_max: int,
+    reset_session: bool,
+    application_name: str | None = None,
 ) -> asyncpg.Pool:
     """Open a pool or raise DatabaseUnreachable with one readable line.
 
@@ -39,6 +44,7 @@ async def create_pool(
             command_timeout=COMMAND_TIMEOUT_S,
             statement_cache_size=STATEMENT_CACHE_SIZE,
             reset=None if reset_session else _keep_session,
+            server_settings={"application_name": application_name} if application_name else None,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise DatabaseUnreachable(describe(exc)) from exc

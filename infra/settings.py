@@ -19,6 +19,7 @@ GROUP_COMMIT_SIZE_MAX = 32  # subtransactions per group: PostgreSQL caches 64 pe
 WEBHOOK_RETRY_SCHEDULE_S_DEFAULT = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 WEBHOOK_ATTEMPTS_MAX = 16
 WEBHOOK_DELAY_S_MAX = 7 * 24 * 3600
+REPLICA_LAG_MAX_S_MAX = 3600
 
 
 class ConfigError(Exception):
@@ -44,6 +45,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhooks_allow_loopback: bool = False
     # delay before each delivery attempt, from the previous one (the first from the event)
     webhook_retry_schedule_s: tuple[int, ...] = WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
+    # a streaming replica for read-only endpoints (docs/deploy.md); None: all reads on DATABASE_URL
+    replica_url: str | None = None
+    # past this replay lag, reads fall back to the primary
+    replica_lag_max_s: int = 5
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -54,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 shown[name] = "***" if value else "(unset)"
             elif name == "database_url":
                 shown[name] = mask_dsn(value) if value else "(embedded)"
+            elif name == "replica_url":
+                shown[name] = mask_dsn(value) if value else "(unset)"
             else:
                 shown[name] = str(value)
         return shown
@@ -138,4 +145,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_schedule_s=_schedule(
             env, "COALITION_WEBHOOK_RETRY_SCHEDULE_S", WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
         ),
+        replica_url=env.get("COALITION_REPLICA_URL") or None,
+        replica_lag_max_s=_int(env, "COALITION_REPLICA_LAG_MAX_S", 5, 0, REPLICA_LAG_MAX_S_MAX),
     )

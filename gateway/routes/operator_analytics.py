@@ -17,7 +17,7 @@ from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
 from gateway.auth.operator import require_role
-from gateway.routes._common import in_transaction
+from gateway.routes._common import read_only
 from gateway.tokens import Role
 from infra.db import Conn
 from shoppers import analytics
@@ -63,7 +63,7 @@ async def _answer(
     compute: Callable[[Conn, analytics.Period], Awaitable[T]],
 ) -> Response[Any]:
     when = analytics.period(start, end, now=datetime.now(UTC))  # raises AnalyticsPeriodInvalid
-    result = await in_transaction(request, lambda conn: compute(conn, when))
+    result = await read_only(request, lambda conn: compute(conn, when))
     if _wants_csv(request, fmt):
         return Response(_csv(result), media_type=CSV_MEDIA_TYPE)
     return Response(result)

@@ -1,0 +1,162 @@
+"""COALITION_REPLICA_URL: read-only endpoints read from a streaming replica (pg_basebackup -R)
+while it is within COALITION_REPLICA_LAG_MAX_S, and fall back to the primary past it; the
+replica refuses writes; money-deciding calls stay on the primary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from contracts.partners import PurchaseRequest, RedemptionRequest
+from gateway import replica
+from gateway.tokens import load_or_create, mint_shopper
+from infra import migrations
+from infra.settings import Settings
+from tests.deploy._cluster import Node, primary_and_replica
+from tests.support.partner_network import onboard
+from tests.support.server import running_server, server_settings
+
+POLLS_MAX = 200
+POLL_PAUSE_S = 0.05
+TOKEN_TTL_S = 600
+STALE_OK_S = 3600  # a bound the paused replica stays within for the whole test
+STALE_NEVER_S = 0  # any lag at all sends reads to the primary
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    for _ in range(POLLS_MAX):
+        if await check():
+            return
+        await asyncio.sleep(POLL_PAUSE_S)
+    raise AssertionError("the condition never held")
+
+
+async def _caught_up(primary: Node, standby: Node) -> bool:
+    p = await asyncpg.connect(primary.dsn)
+    r = await asyncpg.connect(standby.dsn)
+    try:
+        wanted = await p.fetchval(replica.PRIMARY_LSN)
+        return bool(await r.fetchval(replica.REPLAYED_LSN) >= wanted)
+    finally:
+        await p.close()
+        await r.close()
+
+
+async def _fetchval(dsn: str, sql: str) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
+    with primary_and_replica(Path(tmp_path_factory.mktemp("replication"))) as nodes:
+        yield nodes
+
+
+async def test_reads_on_the_replica_writes_refused_there_and_fallback_past_the_lag(
+    cluster: tuple[Node, Node], tmp_path: Path
+) -> None:
+    primary, standby = cluster
+    conn = await asyncpg.connect(primary.dsn)
+    try:
+        await migrations.migrate(conn)
+    finally:
+        await conn.close()
+    key = load_or_create(tmp_path, None)
+    me: dict[str, str] = {}
+
+    async def balance_at(http: httpx.AsyncClient) -> int:
+        answer = await http.get("/v1/me/balance", headers=me)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["balance"])
+
+    def settings(lag_max_s: int) -> Settings:
+        return server_settings(
+            primary.dsn, tmp_path, replica_url=standby.dsn, replica_lag_max_s=lag_max_s
+        )
+
+    async with (
+        running_server(settings(STALE_OK_S)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as http,
+    ):
+        partner = await onboard(http, key, "replica-grocer")
+        async with partner.client(base_url) as client:
+            enrolled = await client.enroll()
+            card = enrolled.card_number
+            await client.purchase(
+                PurchaseRequest(
+                    partner_ref="r-1", card_number=card, amount_minor=10_000, currency="EUR"
+                )
+            )
+            token = mint_shopper(
+                key,
+                shopper_id=enrolled.shopper_id,
+                partner_id=partner.partner_id,
+                ttl_s=TOKEN_TTL_S,
+            )
+            me["Authorization"] = f"Bearer {token}"
+            await _until(lambda: _caught_up(primary, standby))
+
+            async def balance() -> int:
+                return await balance_at(http)
+
+            assert await balance() == 100
+            # The read arrived at the replica: its pool's sessions are there, not on the primary.
+            on_replica = (
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'coalition-reads'"
+            )
+            assert await _fetchval(standby.dsn, on_replica) >= 1
+            assert await _fetchval(primary.dsn, on_replica) == 0
+
+            # Replay paused: the replica falls behind; within the bound, reads stay there.
+            await _fetchval(standby.dsn, "SELECT pg_wal_replay_pause()")
+            await client.purchase(
+                PurchaseRequest(
+                    partner_ref="r-2", card_number=card, amount_minor=10_000, currency="EUR"
+                )
+            )
+            assert await balance() == 100  # the replica's (stale) answer
+            # Money decisions stay on the primary: a redemption sees the 200 points.
+            redeemed = await client.redeem(
+                RedemptionRequest(partner_ref="r-3", card_number=card, points=150)
+            )
+            assert redeemed.balance == 50
+            assert await balance() == 100
+
+    # The same paused replica with a bound of 0: the server falls back to the primary.
+    async with (
+        running_server(settings(STALE_NEVER_S)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as http,
+    ):
+
+        async def lag_measured() -> bool:
+            scraped = (await http.get("/metrics")).text
+            lag = next(
+                float(line.split()[1])
+                for line in scraped.splitlines()
+                if line.startswith("coalition_read_replica_lag_seconds ")
+            )
+            return lag > STALE_NEVER_S
+
+        await _until(lag_measured)  # the paused replica is measured behind: past the bound
+        assert await balance_at(http) == 50  # the primary's answer
+        scraped = (await http.get("/metrics")).text
+        assert "coalition_read_replica_in_use 0.0" in scraped
+
+    # The replica refuses a write whatever asks.
+    standby_conn = await asyncpg.connect(standby.dsn)
+    try:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await standby_conn.execute("INSERT INTO ops_verify_run (problems) VALUES (0)")
+    finally:
+        await standby_conn.close()
+    await _fetchval(standby.dsn, "SELECT pg_wal_replay_resume()")
