@@ -78,7 +78,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _check_port_free(host, port)
     dsn, server = _database(settings)
     try:
-        applied = asyncio.run(_migrate(dsn))
+        # Off behind PgBouncer (transaction mode): the migration lock is a session lock, so
+        # migrations run from a job on a direct connection (docs/deploy.md).
+        applied = asyncio.run(_migrate(dsn)) if settings.migrate_on_start else []
         if args.demo:
             summary = asyncio.run(demo.seed(dsn, settings.data_dir, settings.master_key))
             print(f"coalition: demo network: {summary}", flush=True)

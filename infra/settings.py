@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replica_url: str | None = None
     # past this replay lag, reads fall back to the primary
     replica_lag_max_s: int = 5
+    # `coalition serve` applies pending migrations first; off where a job runs them
+    migrate_on_start: bool = True
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -147,4 +149,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         ),
         replica_url=env.get("COALITION_REPLICA_URL") or None,
         replica_lag_max_s=_int(env, "COALITION_REPLICA_LAG_MAX_S", 5, 0, REPLICA_LAG_MAX_S_MAX),
+        migrate_on_start=_flag(env, "COALITION_MIGRATE_ON_START", True),
     )
