@@ -5,6 +5,7 @@ replica refuses writes; money-deciding calls stay on the primary."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from gateway.tokens import load_or_create, mint_shopper
 from infra import migrations
 from infra.settings import Settings
 from tests.deploy._cluster import Node, primary_and_replica
-from tests.support.partner_network import onboard
+from tests.support.partner_network import admin_headers, onboard, signed
 from tests.support.server import running_server, server_settings
 
 POLLS_MAX = 200
@@ -57,8 +58,10 @@ async def _fetchval(dsn: str, sql: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    with primary_and_replica(Path(tmp_path_factory.mktemp("replication"))) as nodes:
+def cluster() -> Iterator[tuple[Node, Node]]:
+    # Not under pytest's base temp: pytest keeps that owner-only, and the servers may run as
+    # another user (tests/deploy/_cluster.py). Removed when the cluster stops.
+    with primary_and_replica(Path(tempfile.mkdtemp(prefix="coalition-replication-"))) as nodes:
         yield nodes
 
 
@@ -125,6 +128,17 @@ async def test_reads_on_the_replica_writes_refused_there_and_fallback_past_the_l
                 )
             )
             assert await balance() == 100  # the replica's (stale) answer
+            # A signed partner read: admitted on the primary (its nonce), read on the replica.
+            nonces = "SELECT count(*) FROM signature_nonces"
+            before = await _fetchval(primary.dsn, nonces)
+            url = f"{base_url}/v1/statements"
+            listing = await http.get(url, headers=signed(partner, "GET", url))
+            assert listing.status_code == 200, listing.text
+            assert await _fetchval(primary.dsn, nonces) == before + 1
+            analytics = await http.get(
+                "/v1/operator/analytics/liability", headers=admin_headers(key)
+            )
+            assert analytics.status_code == 200, analytics.text
             # Money decisions stay on the primary: a redemption sees the 200 points.
             redeemed = await client.redeem(
                 RedemptionRequest(partner_ref="r-3", card_number=card, points=150)
