@@ -91,11 +91,12 @@ JOB_LAST_SUCCESS = Gauge(
     ["worker"],
 )
 OUTBOX_UNDELIVERED = Gauge(
-    "coalition_outbox_undelivered", "Events in event_outbox not delivered yet"
+    "coalition_outbox_undelivered",
+    "Outbox events waiting for the webhook fan-out (webhooks.fanout_queue)",
 )
 OUTBOX_OLDEST_AGE_SECONDS = Gauge(
     "coalition_outbox_oldest_undelivered_age_seconds",
-    "Age of the oldest undelivered event (0 when none)",
+    "Age of the oldest outbox event waiting for the webhook fan-out (0 when none)",
 )
 LEDGER_POSTINGS_WRITTEN = Gauge(
     "coalition_ledger_postings_written",

@@ -2,8 +2,10 @@
 
 The `ops.sample_metrics` job (gateway/workers.py) reads, every SAMPLE_INTERVAL_S, what the
 dashboards and alerts of infra/deploy/ need and the request path does not count: the outbox
-backlog, the journal's growth, the last closed settlement period, the last verify outcome,
-the streaming replicas' lag (pg_stat_replication, seen from the primary) and the pool.
+backlog (events the webhook fan-out has not taken yet: `webhooks.fanout_queue`; the
+outbox's own `delivered_at` is set by nothing today), the journal's growth, the last closed
+settlement period, the last verify outcome, the streaming replicas' lag (pg_stat_replication,
+seen from the primary) and the pool.
 Every process samples for itself: a scrape of any replica of the service sees the same values.
 """
 
@@ -18,9 +20,9 @@ SAMPLE_INTERVAL_S = 5.0
 
 SAMPLE = """
 SELECT
-    (SELECT count(*) FROM event_outbox WHERE delivered_at IS NULL) AS outbox_undelivered,
-    (SELECT coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8
-       FROM event_outbox WHERE delivered_at IS NULL) AS outbox_oldest_age_s,
+    (SELECT count(*) FROM webhooks.fanout_queue) AS outbox_undelivered,
+    (SELECT coalesce(extract(epoch FROM now() - min(o.occurred_at)), 0)::float8
+       FROM webhooks.fanout_queue q JOIN event_outbox o USING (event_id)) AS outbox_oldest_age_s,
     (SELECT coalesce(max(posting_id), 0) FROM ledger.posting) AS postings_written,
     (SELECT coalesce(extract(epoch FROM max(period_end)), 0)::float8
        FROM settlement.period) AS last_period_end_s,
