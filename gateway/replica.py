@@ -44,17 +44,26 @@ class ReadReplica:
         now = time.monotonic()
         try:
             async with primary.acquire() as conn:
-                self._noted.append((now, await conn.fetchval(PRIMARY_LSN)))
+                position = await conn.fetchval(PRIMARY_LSN)
+            if not self._noted or self._noted[-1][1] != position:  # an idle primary adds none
+                self._noted.append((now, position))
             async with self.pool.acquire() as conn:
                 replayed = await conn.fetchval(REPLAYED_LSN)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("replica unreachable", extra={"error": str(exc)})
             self.lag_s = None
         else:
-            assert replayed is not None, "COALITION_REPLICA_URL names a server not in recovery"
+            if replayed is None:  # not a standby: never read there
+                log.error("COALITION_REPLICA_URL names a server that is not a replica")
+                self.lag_s = None
+                self._noted.clear()
+                return self._export()
             while self._noted and self._noted[0][1] <= replayed:
                 self._noted.popleft()
             self.lag_s = now - self._noted[0][0] if self._noted else 0.0
+        self._export()
+
+    def _export(self) -> None:
         metrics.READ_REPLICA_LAG_SECONDS.set(-1 if self.lag_s is None else self.lag_s)
         metrics.READ_REPLICA_IN_USE.set(1 if self.fresh() else 0)
 

@@ -155,7 +155,7 @@ def observed(job: Job) -> Job:
     async def run(pool: asyncpg.Pool) -> int:
         try:
             processed = await inner(pool)
-        except BaseException:
+        except Exception:
             metrics.JOB_RUNS.labels(worker=job.name, outcome="failed").inc()
             raise
         metrics.JOB_RUNS.labels(worker=job.name, outcome="ok").inc()

@@ -174,3 +174,29 @@ async def test_reads_on_the_replica_writes_refused_there_and_fallback_past_the_l
     finally:
         await standby_conn.close()
     await _fetchval(standby.dsn, "SELECT pg_wal_replay_resume()")
+
+
+async def test_a_server_that_is_not_a_replica_or_is_gone_is_never_read(
+    cluster: tuple[Node, Node],
+) -> None:
+    primary, standby = cluster
+    primary_pool = await asyncpg.create_pool(primary.dsn, min_size=1, max_size=2)
+    assert primary_pool is not None
+    try:
+        not_a_replica = replica.ReadReplica(
+            await asyncpg.create_pool(primary.dsn, min_size=1, max_size=1), lag_max_s=STALE_OK_S
+        )
+        await not_a_replica.measure(primary_pool)
+        assert (not_a_replica.lag_s, not_a_replica.fresh()) == (None, False)
+        await not_a_replica.close()
+
+        real = replica.ReadReplica(
+            await asyncpg.create_pool(standby.dsn, min_size=1, max_size=1), lag_max_s=STALE_OK_S
+        )
+        await real.measure(primary_pool)
+        assert real.fresh()
+        await real.pool.close()  # the replica's pool is gone: reads go back to the primary
+        await real.measure(primary_pool)
+        assert (real.lag_s, real.fresh()) == (None, False)
+    finally:
+        await primary_pool.close()
