@@ -139,6 +139,12 @@ async def test_reads_on_the_replica_writes_refused_there_and_fallback_past_the_l
                 "/v1/operator/analytics/liability", headers=admin_headers(key)
             )
             assert analytics.status_code == 200, analytics.text
+            history = await http.get("/v1/me/history", headers=me)
+            assert history.status_code == 200, history.text
+            assert len(history.json()["items"]) == 1  # the replica has not replayed r-2
+            for path in ("/v1/insights/segments", "/v1/insights/retention-cohorts"):
+                insight = await http.get(path, headers=signed(partner, "GET", base_url + path))
+                assert insight.status_code == 200, insight.text
             # Money decisions stay on the primary: a redemption sees the 200 points.
             redeemed = await client.redeem(
                 RedemptionRequest(partner_ref="r-3", card_number=card, points=150)
