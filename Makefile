@@ -35,3 +35,10 @@ bench: $(STAMP)  ## benchmarks next to pgbench TPC-B (needs wrk: installed here 
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+FUZZ_EXAMPLES ?= 300
+
+.PHONY: fuzz
+fuzz: $(STAMP)  ## the schemathesis fuzz with many more examples per operation than CI's 20
+	COALITION_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/security/test_api_fuzz.py -q -s \
+		-k every_operation -p no:cacheprovider

@@ -186,3 +186,67 @@ class FlowMatrix(_Response):
     period_start: datetime
     period_end: datetime
     rows: list[FlowCell]
+
+
+# ---- retention figures (issue 19) ---------------------------------------------------------------
+
+
+class RetentionRateRow(_Response):
+    """One partner's CRR over its own customers: ((E - N) / S) x 100; partner_id null: the
+    network's (every partner's customers together)."""
+
+    partner_id: int | None
+    shoppers_at_start: int | None
+    shoppers_at_end: int | None
+    new_shoppers: int | None
+    retention_rate_bps: int | None
+    retention_rate: str | None
+
+
+class RetentionRates(_Response):
+    period_start: datetime
+    period_end: datetime
+    k_min: int | None  # set on a partner's view (counts below it are suppressed)
+    rows: list[RetentionRateRow]
+
+
+class LifetimeValueRow(_Response):
+    """CLV = margin per purchase x purchases per shopper per period x expected lifetime in
+    periods (1 / churn, churn = 1 - CRR, capped at `lifetime_periods_max`)."""
+
+    segment: str
+    shoppers_at_start: int | None
+    shoppers_at_end: int | None
+    new_shoppers: int | None
+    purchases: int | None
+    spend_minor: int | None
+    retention_rate_bps: int | None
+    margin_per_purchase_minor: int | None
+    purchases_per_shopper_centi: int | None  # hundredths of a purchase
+    expected_lifetime_periods_centi: int | None  # hundredths of a period
+    lifetime_capped: bool
+    lifetime_value_minor: int | None
+
+
+class LifetimeValues(_Response):
+    period_start: datetime
+    period_end: datetime
+    margin_bps: int  # the margin on spend assumed (10,000: revenue lifetime value)
+    lifetime_periods_max: int
+    k_min: int | None
+    rows: list[LifetimeValueRow]
+
+
+class AbcXyzCell(_Response):
+    abc: str  # A: the shoppers making the first 80 % of value, B the next 15 %, C the rest
+    xyz: str  # X: monthly spend CV <= 10 %, Y: <= 25 %, Z: above
+    shoppers: int | None
+    spend_minor: int | None
+
+
+class AbcXyz(_Response):
+    period_start: datetime
+    period_end: datetime
+    months: int
+    k_min: int | None
+    rows: list[AbcXyzCell]

@@ -79,6 +79,14 @@ class ErrorCode(StrEnum):
     WEBHOOK_URL_INVALID = "webhook_url_invalid"
     WEBHOOK_URL_REFUSED = "webhook_url_refused"
     WEBHOOK_EVENT_TYPE_UNKNOWN = "webhook_event_type_unknown"
+    WEBHOOK_ENDPOINT_LIMIT_REACHED = "webhook_endpoint_limit_reached"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
+    WEBHOOK_DELIVERY_SENDING = "webhook_delivery_sending"
+    WEBHOOK_REPLAY_SINCE_INVALID = "webhook_replay_since_invalid"
+    # email (issue 16)
+    EMAIL_INVALID = "email_invalid"
+    LOCALE_UNSUPPORTED = "locale_unsupported"
+    UNSUBSCRIBE_TOKEN_INVALID = "unsubscribe_token_invalid"  # noqa: S105 (a code, not a secret)
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -105,6 +113,7 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     card_status: str | None = None
     role: str | None = None
     address_class: str | None = None
+    endpoints_max: int | None = None
 
 
 def problem_type(code: str) -> str:

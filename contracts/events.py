@@ -94,6 +94,7 @@ class PointsExpiring(_Data):
     points: int
     expires_at: Timestamp
     issued_by_partner_id: int | None
+    days_before: int | None = None  # which notice this is (30, 7: COALITION_EXPIRY_NOTICE_DAYS)
 
 
 class EventType(msgspec.Struct, kw_only=True, frozen=True):

@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from contracts.email import EmailText, LocaleText
+from contracts.text import LINE_PATTERN
+
 AMOUNT_MINOR_MAX = 100_000_000_000  # 1 billion in a two-decimal currency
 POINTS_MAX = 1_000_000_000
 PRICE_MICROS_MAX = 1_000_000_000  # 1,000 currency units per point
@@ -33,8 +36,8 @@ AmountMinor = Annotated[int, msgspec.Meta(ge=1, le=AMOUNT_MINOR_MAX)]
 Points = Annotated[int, msgspec.Meta(ge=1, le=POINTS_MAX)]
 PriceMicros = Annotated[int, msgspec.Meta(ge=0, le=PRICE_MICROS_MAX)]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=LINE_PATTERN)]
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=LINE_PATTERN)]
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -121,6 +124,9 @@ class EnrollRequest(_Request):
 
     card_number: CardNumber | None = None
     referral_code: ReferralCode | None = None
+    # where the shopper's notices go, and in which language ("en" or "ru"; issue 16)
+    email: EmailText | None = None
+    locale: LocaleText | None = None
 
 
 class Enrollment(_Response):

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contracts.errors import ErrorCode
+from contracts.text import LINE_PATTERN, PROSE_PATTERN
 
 __all__ = [
     "RECONCILIATION_FIELDS",
@@ -59,7 +60,9 @@ RECONCILIATION_FIELDS = (
 Frequency = Literal["daily", "weekly", "monthly"]
 StatementState = Literal["draft", "final", "paid", "disputed"]
 Payer = Literal["partner", "network", "none"]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX)]
+Reason = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX, pattern=PROSE_PATTERN)
+]
 
 
 class SettlementErrorCode:
@@ -142,7 +145,9 @@ class SettlementCycleUpdate(_Request):
     Monday or every first of the month."""
 
     frequency: Frequency
-    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=TIME_ZONE_CHARS_MAX)]
+    time_zone: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=TIME_ZONE_CHARS_MAX, pattern=LINE_PATTERN)
+    ]
 
 
 class SettlementCycle(_Response):

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 import msgspec
 
 from contracts.campaigns import Offer
+from contracts.email import EmailText, LocaleText
+from contracts.text import LINE_PATTERN, PROSE_PATTERN
 
 SHOPPER_TOKEN_TTL_S_DEFAULT = 15 * 60
 SHOPPER_TOKEN_TTL_S_MIN = 60
@@ -23,8 +25,10 @@ EXPIRING_WINDOWS_DAYS = (30, 60, 90)
 
 CardNumber = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}$")]
 QrToken = Annotated[str, msgspec.Meta(pattern=r"^qr_[A-Za-z0-9_-]{16,64}$")]
-Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=32)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX)]
+Phone = Annotated[str, msgspec.Meta(min_length=4, max_length=32, pattern=LINE_PATTERN)]
+Reason = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=REASON_CHARS_MAX, pattern=PROSE_PATTERN)
+]
 # Database keys are bigint: a larger id is a validation error, not a driver failure.
 ShopperId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 CardStatus = Literal["active", "blocked", "replaced"]
@@ -79,10 +83,17 @@ class Profile(_Response):
     birth_date: date | None
     phone_linked: bool
     cards: list[Card]
+    email: str | None = None  # where notices and sign-in codes go (issue 16)
+    locale: str = "en"  # their language: "en" or "ru"
 
 
 class ProfileUpdate(_Request):
-    birth_date: date | None = None
+    """A merge patch: an absent field is left as it is, null clears it."""
+
+    birth_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    # issue 16: where notices go and in which language ("en" or "ru")
+    email: EmailText | msgspec.UnsetType | None = msgspec.UNSET
+    locale: LocaleText | msgspec.UnsetType = msgspec.UNSET
 
 
 class PhoneLink(_Request):
@@ -165,7 +176,9 @@ class Referral(_Response):
 
 class NpsAnswer(_Request):
     score: Annotated[int, msgspec.Meta(ge=0, le=10)]
-    comment: Annotated[str, msgspec.Meta(max_length=NPS_COMMENT_CHARS_MAX)] | None = None
+    comment: (
+        Annotated[str, msgspec.Meta(max_length=NPS_COMMENT_CHARS_MAX, pattern=PROSE_PATTERN)] | None
+    ) = None
 
 
 class NpsRecorded(_Response):

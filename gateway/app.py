@@ -7,16 +7,19 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router, get
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import errors, rate_limit, replica
+from gateway import card, console, errors, openapi_security, rate_limit, replica
 from gateway.auth.signatures import provide_caller, signed_partner
+from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
+from gateway.json_body import StrictJSONRequest
+from gateway.metrics_doc import METRICS_MEDIA_TYPE, METRICS_RESPONSE
 from gateway.partner_state import PartnerGateway
 from gateway.replica import ReadReplica
 from gateway.request_id import before_send, request_id_middleware
@@ -27,12 +30,14 @@ from gateway.routes import (
     health,
     holds,
     insights,
+    insights_retention,
     keys,
     me,
     operator_analytics,
     operator_campaigns,
     operator_finance,
     operator_program,
+    operator_retention,
     operator_session,
     operator_settlements,
     operator_shoppers,
@@ -48,7 +53,9 @@ from gateway.routes import (
     shoppers,
     statements,
     transactions,
+    webhook_endpoints,
 )
+from gateway.routes import email as email_routes
 from gateway.state import AppState
 from gateway.tokens import load_or_create
 from gateway.workers import Scheduler, default_jobs
@@ -68,6 +75,12 @@ PARTNER_TAG = "partner"
 class MetricsController(PrometheusController):
     path = "/metrics"
     openmetrics_format = False
+
+    # The same handler, documented as what it answers (Prometheus text), not as JSON.
+    @get(media_type=METRICS_MEDIA_TYPE, responses={200: METRICS_RESPONSE})
+    async def get(self) -> Response[bytes]:
+        answer: Response[bytes] = await PrometheusController.get.fn(self)
+        return answer
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -95,17 +108,29 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *operator_shoppers.ROUTES,
             *operator_campaigns.ROUTES,
             *operator_analytics.ROUTES,
+            *operator_retention.ROUTES,
             *operator_program.ROUTES,
             *me.ROUTES,
+            *email_routes.ROUTES,
             _partner_api(),
             MetricsController,
+            console.router(settings),
+            console.static_files(),
+            card.router(),
+            card.static_files(),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
-        plugins=[errors.plugin(), errors.ProblemResponses(rate_limited=_is_partner_call)],
+        plugins=[
+            errors.plugin(),
+            errors.ProblemResponses(rate_limited=_is_partner_call),
+            openapi_security.SecurityRequirements(is_partner=_is_partner_call),
+        ],
         before_send=[before_send, rate_limit.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
+        template_config=console.templates(card.TEMPLATE_DIR),
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        request_class=StrictJSONRequest,
         debug=settings.debug,
         logging_config=None,
         on_startup=[
@@ -139,6 +164,10 @@ def _lifespan(
             )
         scheduler = Scheduler(state.pool, default_jobs() if settings.workers_enabled else [])
         scheduler.start()
+        mail_scheduler = Scheduler(
+            state.pool, mail_jobs(settings) if settings.workers_enabled else []
+        )
+        mail_scheduler.start()
         # What exists now (modules, the app, the pool) lives as long as the process: keep the
         # collector from scanning it again and again under load (about 3% of the CPU).
         gc.freeze()
@@ -146,6 +175,7 @@ def _lifespan(
             yield
         finally:
             await scheduler.stop()
+            await mail_scheduler.stop()
             if state.group_commit is not None:
                 await state.group_commit.drain()
             await state.pool.close()
@@ -186,6 +216,8 @@ def _partner_api() -> Router:
             *shopper_tokens.ROUTES,
             *profile.ROUTES,
             *insights.ROUTES,
+            *insights_retention.ROUTES,
+            *webhook_endpoints.ROUTES,
         ],
         guards=[signed_partner],
         dependencies={"caller": Provide(provide_caller)},
@@ -210,5 +242,6 @@ def _openapi_config() -> OpenAPIConfig:
         title="Coalition",
         version=VERSION,
         path="/schema",
+        components=openapi_security.COMPONENTS,
         render_plugins=[JsonRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
     )

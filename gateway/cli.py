@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, demo, logs, ops_metrics
+from gateway import cli_backup, cli_card, demo, logs, ops_metrics
+from gateway.console import cli_users
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
 from infra import settings as settings_module
@@ -84,6 +85,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.demo:
             summary = asyncio.run(demo.seed(dsn, settings.data_dir, settings.master_key))
             print(f"coalition: demo network: {summary}", flush=True)
+            console_logins = asyncio.run(cli_users.seed_demo(dsn))
         os.environ["DATABASE_URL"] = dsn  # worker processes read it from the environment
         key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
         token = mint_operator(key, subject="make-run", role=Role.ADMIN, ttl_s=12 * 3600)
@@ -91,6 +93,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"coalition: {len(applied)} migration(s) applied; serving on {base}", flush=True)
         print(f"  health   {base}/healthz   ready {base}/readyz   metrics {base}/metrics")
         print(f"  api docs {base}/schema/swagger   OpenAPI {base}/schema")
+        print(f"  console  {base}/console")
+        if args.demo:
+            print(f"  console sign-in: {console_logins}")
+        if not settings.smtp_url:
+            print(
+                f"  email    COALITION_SMTP_URL unset: .eml files in {settings.data_dir / 'mail'}"
+            )
         print(f"  operator token (admin, 12 h):\n    {token}")
         print(f"  try: curl -H 'Authorization: Bearer <token>' {base}/v1/operator/me", flush=True)
         uvicorn.run(
@@ -229,8 +238,10 @@ def _parser() -> argparse.ArgumentParser:
     settle.add_argument("--until", default=None, help="ISO 8601 time with offset")
     settle.set_defaults(handler=cmd_settle)
     cli_backup.register(sub, _database)
+    cli_card.register(sub, _database)
     # `bench` has its own parser (gateway.bench); main() hands it the rest of the line.
     sub.add_parser("bench", help="benchmarks next to pgbench (coalition bench --help)")
+    cli_users.add_parser(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ import asyncpg
 from contracts.partners import EnrollRequest, PartnerCreate, PurchaseRequest, RedemptionRequest
 from infra.db import CONNECT_TIMEOUT_S
 from partners import keybox, onboarding, operations
+from shoppers.mail import contacts
 
 DEMO_OPERATOR = "demo-seed"
 GROCER = PartnerCreate(
@@ -52,10 +53,19 @@ async def _seed_partner(
     return partner.id, DemoKey(req.slug, key.key_id, key.secret)
 
 
+DEMO_CONSENT = "INSERT INTO shopper_consents (shopper_id, marketing) VALUES ($1, true)"
+
+
 async def _seed_activity(conn: asyncpg.Connection, grocer_id: int, fuel_id: int) -> list[str]:
     cards: list[str] = []
     for n in range(SHOPPERS):
-        enrolled = await operations.enroll_shopper(conn, grocer_id, EnrollRequest())
+        # an address, a language and marketing consent: their notices land in .coalition/mail
+        enrolled = await operations.enroll_shopper(
+            conn,
+            grocer_id,
+            EnrollRequest(email=f"shopper{n}@demo.example", locale=("en", "ru")[n % 2]),
+        )
+        await conn.execute(DEMO_CONSENT, enrolled.shopper_id)
         cards.append(enrolled.card_number)
         for m, amount_minor in enumerate(PURCHASE_AMOUNTS_MINOR):
             ref = f"demo-sale-{n}-{m}"
@@ -96,6 +106,13 @@ async def seed(dsn: str, data_dir: Path, master_key: str | None) -> str:
         async with conn.transaction():
             grocer_id, grocer_key = await _seed_partner(conn, box, GROCER)
             fuel_id, fuel_key = await _seed_partner(conn, box, FUEL)
+            await contacts.set_finance_contact(
+                conn,
+                grocer_id,
+                email="finance@demo-grocer.example",
+                locale="en",
+                actor=DEMO_OPERATOR,
+            )
             cards = await _seed_activity(conn, grocer_id, fuel_id)
     finally:
         await conn.close()

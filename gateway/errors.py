@@ -86,6 +86,13 @@ STATUS_BY_DOMAIN_CODE: dict[str, int] = {
     "statement_state_invalid": 409,
     "reconciliation_item_resolved": 409,
     "reconciliation_too_large": 413,
+    # webhook endpoints (partners/webhooks/endpoints.py, deliveries.py)
+    ErrorCode.WEBHOOK_ENDPOINT_LIMIT_REACHED: 409,
+    ErrorCode.WEBHOOK_ENDPOINT_DISABLED: 409,
+    ErrorCode.WEBHOOK_DELIVERY_SENDING: 409,
+    # a service refusing an argument (ledger.settlement.InvalidInput, partners RulesInvalid):
+    # the same 400 as a contract's validation, not an undocumented 422
+    ErrorCode.VALIDATION_FAILED: 400,
     # everything else (insufficient_points, refund_exceeds_original, ...) is 422
 }
 DOMAIN_STATUS_DEFAULT = 422
@@ -193,6 +200,22 @@ def from_untranslatable_text(
     )
 
 
+def from_unencodable_argument(exc: asyncpg.exceptions.DataError) -> ProblemDetailsException:
+    """A request value the driver cannot send (a date-time that is year 0 in UTC) is the
+    caller's error; any other data exception (raised by the server) stays unexpected.
+
+    asyncpg raises the base DataError itself, client-side, for such an argument; the server's
+    data exceptions (division by zero, numeric overflow) are its subclasses.
+    """
+    if type(exc) is asyncpg.exceptions.DataError and str(exc).startswith(
+        "invalid input for query argument"
+    ):
+        return _problem(
+            400, ErrorCode.VALIDATION_FAILED, "a value is outside the range it can take"
+        )
+    return from_unexpected(exc)
+
+
 def from_unexpected(exc: Exception) -> ProblemDetailsException:
     log.error("unhandled error", exc_info=exc)
     return _problem(500, ErrorCode.INTERNAL_ERROR, "the server failed to answer")
@@ -226,6 +249,7 @@ def plugin() -> ProblemDetailsPlugin:
         HTTPException: from_http,
         DomainError: from_domain,
         asyncpg.exceptions.CharacterNotInRepertoireError: from_untranslatable_text,
+        asyncpg.exceptions.DataError: from_unencodable_argument,
         Exception: from_unexpected,
     }
     return ProblemDetailsPlugin(
@@ -245,6 +269,7 @@ PROBLEM_CODES_BY_STATUS: dict[int, str] = {
     403: "forbidden, role_required",
     404: "not_found, card_unknown, hold_not_found, ...",
     409: "idempotency_in_progress, partner_ref_conflict, hold_not_open, ...",
+    410: "shopper_erased",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "idempotency_mismatch, insufficient_points, and other refused operations",
@@ -293,6 +318,8 @@ def problem_statuses(
             statuses.append(413)
     if rate_limited:
         statuses.append(429)
+    if authenticated and (route.path == "/v1/me" or route.path.startswith("/v1/me/")):
+        statuses.append(410)  # shopper_erased: the token outlives the shopper's erasure
     return sorted(statuses)
 
 

@@ -10,9 +10,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # Observed where the ledger is called (partners/), re-exported so all metrics are listed here.
 from partners.telemetry import LEDGER_OPERATION_SECONDS
+from shoppers.mail.telemetry import EMAILS
 
 __all__ = [
     "BATCH_ITEMS",
+    "EMAILS",
     "GROUP_COMMIT_ALONE",
     "GROUP_COMMIT_CALLS",
     "GROUP_COMMIT_REFUSED",

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -19,6 +20,12 @@ GROUP_COMMIT_SIZE_MAX = 32  # subtransactions per group: PostgreSQL caches 64 pe
 WEBHOOK_RETRY_SCHEDULE_S_DEFAULT = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 WEBHOOK_ATTEMPTS_MAX = 16
 WEBHOOK_DELAY_S_MAX = 7 * 24 * 3600
+# Email (issue 16): expiry notices this many days before the points expire, nearest last.
+EXPIRY_NOTICE_DAYS_DEFAULT = (30, 7)
+EXPIRY_NOTICE_DAYS_MAX = 366
+EXPIRY_NOTICES_MAX = 8
+EMAIL_FROM_DEFAULT = "Coalition <no-reply@coalition.example>"
+SMTP_SCHEMES = ("smtp", "smtps")
 REPLICA_LAG_MAX_S_MAX = 3600
 
 
@@ -45,6 +52,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhooks_allow_loopback: bool = False
     # delay before each delivery attempt, from the previous one (the first from the event)
     webhook_retry_schedule_s: tuple[int, ...] = WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
+    # email (issue 16): smtp://host:port or smtps://user:pass@host; None: .eml files under
+    # <data_dir>/mail
+    smtp_url: str | None = None
+    email_from: str = EMAIL_FROM_DEFAULT
+    # where links in email point (unsubscribe); None: http://<host>:<port>
+    public_base_url: str | None = None
+    expiry_notice_days: tuple[int, ...] = EXPIRY_NOTICE_DAYS_DEFAULT
     # a streaming replica for read-only endpoints (docs/deploy.md); None: all reads on DATABASE_URL
     replica_url: str | None = None
     # past this replay lag, reads fall back to the primary
@@ -61,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 shown[name] = "***" if value else "(unset)"
             elif name == "database_url":
                 shown[name] = mask_dsn(value) if value else "(embedded)"
+            elif name == "smtp_url":
+                shown[name] = mask_dsn(value) if value else "(unset: .eml files in data_dir/mail)"
             elif name == "replica_url":
                 shown[name] = mask_dsn(value) if value else "(unset)"
             else:
@@ -112,6 +128,46 @@ def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     return delays
 
 
+def _smtp_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is None:
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in SMTP_SCHEMES or not parsed.hostname:
+        # the value may hold a password: name the variable, not the value
+        raise ConfigError(f"{name} must be smtp://host[:port] or smtps://[user:pass@]host[:port]")
+    try:
+        parsed.port  # noqa: B018 (raises ValueError on a port outside 0..65535)
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port") from None
+    return raw
+
+
+def _base_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is None:
+        return None
+    parsed = urlsplit(raw)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc or parsed.query:
+        raise ConfigError(f"{name}={raw!r} is not an http(s) base URL")
+    return raw.rstrip("/")
+
+
+def _notice_days(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return EXPIRY_NOTICE_DAYS_DEFAULT
+    try:
+        days = tuple(sorted({int(part) for part in raw.split(",")}, reverse=True))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not comma-separated whole days") from None
+    if not 1 <= len(days) <= EXPIRY_NOTICES_MAX:
+        raise ConfigError(f"{name} has {len(days)} notices, not 1..{EXPIRY_NOTICES_MAX}")
+    if any(not 1 <= day <= EXPIRY_NOTICE_DAYS_MAX for day in days):
+        raise ConfigError(f"{name}: every notice is 1..{EXPIRY_NOTICE_DAYS_MAX} days ahead")
+    return days
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment); raise ConfigError."""
     env = os.environ if env is None else env
@@ -147,6 +203,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_schedule_s=_schedule(
             env, "COALITION_WEBHOOK_RETRY_SCHEDULE_S", WEBHOOK_RETRY_SCHEDULE_S_DEFAULT
         ),
+        smtp_url=_smtp_url(env, "COALITION_SMTP_URL"),
+        email_from=env.get("COALITION_EMAIL_FROM") or EMAIL_FROM_DEFAULT,
+        public_base_url=_base_url(env, "COALITION_PUBLIC_BASE_URL"),
+        expiry_notice_days=_notice_days(env, "COALITION_EXPIRY_NOTICE_DAYS"),
         replica_url=env.get("COALITION_REPLICA_URL") or None,
         replica_lag_max_s=_int(env, "COALITION_REPLICA_LAG_MAX_S", 5, 0, REPLICA_LAG_MAX_S_MAX),
         migrate_on_start=_flag(env, "COALITION_MIGRATE_ON_START", True),

@@ -87,6 +87,7 @@ from partners.onboarding import (
 from partners.refunds import refund
 from shoppers import referrals, tiers
 from shoppers import service as shoppers
+from shoppers.mail import contacts
 
 __all__ = [
     "ACTIVE_KEYS_MAX",
@@ -127,6 +128,15 @@ async def enroll_shopper(conn: Conn, partner_id: int, req: EnrollRequest) -> Enr
     if req.referral_code is not None:
         await referrals.register(
             conn, referred_shopper_id=holder.shopper_id, code=req.referral_code
+        )
+    if req.email is not None or req.locale is not None:
+        await contacts.set_shopper_contact(
+            conn,
+            holder.shopper_id,
+            email=req.email,
+            locale=req.locale,
+            email_given=req.email is not None,
+            locale_given=req.locale is not None,
         )
     return Enrollment(shopper_id=holder.shopper_id, card_number=holder.card_number)
 

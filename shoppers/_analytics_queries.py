@@ -213,3 +213,104 @@ HAVING sum(c.points - c.refunded) > 0
 ORDER BY 1 NULLS FIRST, 2
 LIMIT $3
 """
+
+# Retention figures (issue 19): CRR per partner, CLV per segment, ABC x XYZ ------------------------
+
+# Per partner, its customers: S first bought there before $1, N first bought there in [$1, $2),
+# E bought there in [$1, $2). $3: one partner, or NULL for every partner.
+RETENTION_BY_PARTNER = """
+SELECT partner_id,
+       count(*) FILTER (WHERE first_at < $1) AS at_start,
+       count(*) FILTER (WHERE active) AS at_end,
+       count(*) FILTER (WHERE first_at >= $1) AS new_in_period
+FROM (SELECT partner_id, shopper_id, min(created_at) AS first_at,
+             bool_or(created_at >= $1) AS active
+      FROM partner_transactions
+      WHERE kind = 'purchase' AND created_at < $2 AND ($3::bigint IS NULL OR partner_id = $3)
+      GROUP BY partner_id, shopper_id) customers
+GROUP BY partner_id
+ORDER BY partner_id
+"""
+
+# Per segment (and 'all'), the CRR inputs and the period's purchases and spend of its members.
+# $3: one partner's purchases only (NULL: the network's); $4: count only shoppers who consented
+# to data sharing (a partner's view of network segments).
+LIFETIME_VALUE = """
+WITH per_shopper AS (
+    SELECT t.shopper_id, min(t.created_at) AS first_at, bool_or(t.created_at >= $1) AS active,
+           count(*) FILTER (WHERE t.created_at >= $1) AS purchases,
+           coalesce(sum(t.amount_minor) FILTER (WHERE t.created_at >= $1), 0) AS spend_minor
+    FROM partner_transactions t
+    JOIN shoppers s ON s.id = t.shopper_id AND s.erased_at IS NULL
+    WHERE t.kind = 'purchase' AND t.created_at < $2 AND ($3::bigint IS NULL OR t.partner_id = $3)
+      AND (NOT $4::boolean OR EXISTS (SELECT 1 FROM shopper_consents c
+                                      WHERE c.shopper_id = t.shopper_id AND c.data_sharing))
+    GROUP BY t.shopper_id
+), members AS (
+    SELECT 'all' AS segment, shopper_id FROM per_shopper
+    UNION ALL
+    SELECT seg.segment, seg.shopper_id FROM shopper_segments seg
+    WHERE seg.shopper_id IN (SELECT shopper_id FROM per_shopper)
+)
+SELECT m.segment,
+       count(*) FILTER (WHERE p.first_at < $1) AS at_start,
+       count(*) FILTER (WHERE p.active) AS at_end,
+       count(*) FILTER (WHERE p.first_at >= $1) AS new_in_period,
+       coalesce(sum(p.purchases), 0)::bigint AS purchases,
+       coalesce(sum(p.spend_minor), 0)::bigint AS spend_minor
+FROM members m JOIN per_shopper p USING (shopper_id)
+GROUP BY m.segment
+ORDER BY m.segment = 'all' DESC, m.segment
+"""
+
+# ABC by value (net spend in the period: purchases less their refunds), XYZ by regularity (the
+# coefficient of variation of monthly spend over the UTC calendar months the period touches,
+# months without spend counted as 0). With t the total, q the sum of squared monthly spends
+# and n the months, CV^2 = (n*q - t^2) / t^2, compared exactly in integers: X when CV <= 10 %
+# (100 (nq - t^2) <= t^2), Y when CV <= 25 % (16 (nq - t^2) <= t^2), else Z. A when the value
+# ranked before the shopper is under 80 % of the total, B under 95 %, else C.
+ABC_XYZ = """
+WITH months AS (
+    SELECT count(*) AS n FROM generate_series(
+        date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC'),
+        date_trunc('month', ($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC'),
+        interval '1 month')
+), monthly AS (
+    SELECT shopper_id, date_trunc('month', created_at AT TIME ZONE 'UTC') AS month,
+           sum(CASE kind WHEN 'purchase' THEN amount_minor ELSE -amount_minor END)::numeric
+               AS spend_minor
+    FROM partner_transactions
+    WHERE kind IN ('purchase', 'refund') AND amount_minor IS NOT NULL
+      AND created_at >= $1 AND created_at < $2 AND ($3::bigint IS NULL OR partner_id = $3)
+    GROUP BY shopper_id, month
+), per_shopper AS (
+    SELECT shopper_id, sum(spend_minor) AS total, sum(spend_minor * spend_minor) AS squares
+    FROM monthly GROUP BY shopper_id HAVING sum(spend_minor) > 0
+), ranked AS (
+    SELECT total, squares,
+           coalesce(sum(total) OVER (ORDER BY total DESC, shopper_id
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+               AS before,
+           sum(total) OVER () AS grand
+    FROM per_shopper
+), classified AS (
+    SELECT total,
+           CASE WHEN 100 * before < 80 * grand THEN 'A'
+                WHEN 100 * before < 95 * grand THEN 'B' ELSE 'C' END AS abc,
+           CASE WHEN 100 * (n * squares - total * total) <= total * total THEN 'X'
+                WHEN 16 * (n * squares - total * total) <= total * total THEN 'Y'
+                ELSE 'Z' END AS xyz
+    FROM ranked, months
+)
+SELECT abc, xyz, count(*) AS shoppers, sum(total)::bigint AS spend_minor
+FROM classified
+GROUP BY abc, xyz
+ORDER BY abc, xyz
+"""
+
+PERIOD_MONTHS = """
+SELECT count(*) FROM generate_series(
+    date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC'),
+    date_trunc('month', ($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC'),
+    interval '1 month')
+"""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import asyncpg
+import msgspec
 
 from contracts.shoppers import (
     EXPIRING_WINDOWS_DAYS,
@@ -24,6 +25,7 @@ from contracts.shoppers import (
     NpsAnswer,
     NpsRecorded,
     Profile,
+    ProfileUpdate,
     TierProgress,
 )
 from infra.db import Conn
@@ -31,6 +33,7 @@ from ledger import service as ledger
 from ledger.errors import InvalidArgument
 from shoppers import identity, queries, tiers
 from shoppers.errors import HistoryCursorInvalid, ShopperErased, ShopperNotFound
+from shoppers.mail import contacts
 
 __all__ = [
     "answer_nps",
@@ -43,6 +46,7 @@ __all__ = [
     "set_birth_date",
     "tier",
     "update_consent",
+    "update_profile",
 ]
 
 SECONDS_PER_DAY = 24 * 3600
@@ -67,12 +71,15 @@ async def profile(conn: Conn, shopper_id: int) -> Profile:
     shopper_id = await live_shopper_id(conn, shopper_id)
     row = await conn.fetchrow(queries.SHOPPER, shopper_id)
     assert row is not None, "live_shopper_id found it"
+    contact = await contacts.contact_of(conn, shopper_id)
     return Profile(
         shopper_id=shopper_id,
         enrolled_at=row["created_at"],
         birth_date=row["birth_date"],
         phone_linked=bool(await conn.fetchval(queries.HAS_PHONE, shopper_id)),
         cards=await identity.cards_of(conn, shopper_id),
+        email=contact.email,
+        locale=contact.locale,
     )
 
 
@@ -80,6 +87,25 @@ async def set_birth_date(conn: Conn, shopper_id: int, birth_date: date | None) -
     shopper_id = await live_shopper_id(conn, shopper_id)
     await conn.execute(queries.SET_BIRTH_DATE, shopper_id, birth_date)
     return await profile(conn, shopper_id)
+
+
+async def update_profile(conn: Conn, shopper_id: int, change: ProfileUpdate) -> Profile:
+    """`PATCH /v1/me` as a merge patch: each field given is set (null clears the birth date
+    or removes the email address), each absent one left as it is."""
+    shopper_id = await live_shopper_id(conn, shopper_id)
+    email_given = change.email is not msgspec.UNSET
+    locale_given = change.locale is not msgspec.UNSET
+    await contacts.set_shopper_contact(
+        conn,
+        shopper_id,
+        email=change.email if isinstance(change.email, str) else None,
+        locale=change.locale if isinstance(change.locale, str) else None,
+        email_given=email_given,
+        locale_given=locale_given,
+    )
+    if change.birth_date is msgspec.UNSET:
+        return await profile(conn, shopper_id)
+    return await set_birth_date(conn, shopper_id, change.birth_date)
 
 
 async def balance(conn: Conn, shopper_id: int, *, now: datetime) -> Balance:

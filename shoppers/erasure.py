@@ -1,7 +1,8 @@
 """Erasure: a shopper's personal data removed or pseudonymized, the ledger left intact.
 
-What goes: birth date, phone hash and QR tokens, consent, NPS comments (the scores stay, they
-carry no personal data), segments, and every row keyed to the shopper in the aggregated data
+What goes: birth date, phone hash and QR tokens, email address and language (and the record
+of email unsubscribes), consent, NPS comments (the scores stay, they carry no personal data),
+segments, and every row keyed to the shopper in the aggregated data
 (shopper, shopper x partner, category and month aggregates, RFM scores, queued deltas): the
 folder drops the shopper's later deltas and the segment refresh skips erased shoppers, so
 nothing comes back. The referral code is deleted, so it stops working and names no one, and
@@ -25,6 +26,7 @@ from infra import outbox
 from infra.db import Conn
 from shoppers import account, aggregates, queries, referrals
 from shoppers.errors import ShopperErased
+from shoppers.mail import contacts
 
 __all__ = ["erase"]
 
@@ -44,6 +46,7 @@ async def erase(conn: Conn, shopper_id: int, *, now: datetime) -> Erasure:
     await conn.execute(queries.DELETE_TIER_ROW, shopper_id)
     await aggregates.erase_shopper(conn, shopper_id)
     await referrals.forget(conn, shopper_id)
+    await contacts.erase_shopper(conn, shopper_id)  # email address, locale, unsubscribes
     await outbox.record(
         conn, "shopper.erased", shopper_id=shopper_id, payload={"shopper_id": shopper_id}
     )

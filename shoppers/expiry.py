@@ -4,10 +4,16 @@ The lifetime is a network setting (`network_settings.points_lifetime_months`, de
 the purchase path reads at each earn, in its one read statement (`PURCHASE_CONTEXT` in
 partners/queries.py, the same expression as `earned_points_expire_at`). The expiry run itself
 is `ledger.service.expire_lots`.
+
+Notices go out at several distances (`COALITION_EXPIRY_NOTICE_DAYS`, default 30 and 7 days
+before): one `points.expiring` event per lot and distance, keyed by the root lot and the
+distance (migration 0111). A lot first seen already inside a nearer distance gets only that
+nearer notice (a notice at 7 days makes the 30-day one moot).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from contracts.errors import DomainError, ErrorCode
@@ -19,12 +25,14 @@ from contracts.partners import (
 )
 from infra import outbox
 from infra.db import Conn, Pool
+from infra.settings import EXPIRY_NOTICE_DAYS_DEFAULT
 from shoppers import queries
 
 __all__ = [
     "EXPIRY_NOTICE_AHEAD_S",
     "PointsLifetimeInvalid",
     "change_points_lifetime",
+    "configure_notice_days",
     "earned_points_expire_at",
     "points_lifetime",
     "points_lifetime_months",
@@ -33,6 +41,10 @@ __all__ = [
 ]
 
 EXPIRY_NOTICE_AHEAD_S = 30 * 24 * 3600
+DAY_S = 24 * 3600
+NOTICE_LOCK_KEY = 0x4E4F_5449  # "NOTI": one notice run at a time (see record_expiry_notices)
+# A process-wide setting like the rest of Settings; tests pass `days_before` explicitly.
+_notice_days: tuple[int, ...] = EXPIRY_NOTICE_DAYS_DEFAULT
 NOTICE_BATCH_MAX = 500  # lots noticed per transaction
 NOTICE_BATCHES_MAX = 100  # transactions per run; the next run picks up the rest
 LIFETIME_MONTHS_MIN = POINTS_LIFETIME_MONTHS_MIN
@@ -47,6 +59,33 @@ _INSERT_CHANGE = """
 INSERT INTO points_lifetime_change (months, previous_months, changed_by) VALUES ($1, $2, $3)
 """
 _LOCK_SETTINGS = "SELECT points_lifetime_months FROM network_settings FOR UPDATE"
+
+# Lots within $2 of expiry not noticed at this distance ($4 days) or a nearer one (0111).
+_LOTS_TO_NOTICE_AT = """
+SELECT l.shopper_id, l.lot_id, l.root_lot_id, l.partner_id, l.expires_at,
+       l.remaining - l.reserved AS points
+FROM ledger.lot l
+JOIN shoppers s ON s.id = l.shopper_id
+WHERE l.remaining > l.reserved
+  AND l.expires_at > $1 AND l.expires_at <= $2
+  AND s.erased_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM lot_expiry_notices n
+      WHERE n.root_lot_id = l.root_lot_id AND n.days_before <= $4
+  )
+ORDER BY l.expires_at, l.lot_id
+LIMIT $3
+"""
+_INSERT_NOTICE_AT = """
+INSERT INTO lot_expiry_notices (root_lot_id, shopper_id, lot_id, expires_at, days_before)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (root_lot_id, days_before) DO NOTHING
+RETURNING root_lot_id
+"""
+_SET_NOTICE_EVENT_AT = """
+UPDATE lot_expiry_notices SET event_id = $3 WHERE root_lot_id = $1 AND days_before = $2
+"""
+_LOCK_NOTICES = "SELECT pg_advisory_xact_lock($1)"
 
 
 class PointsLifetimeInvalid(DomainError):
@@ -101,22 +140,46 @@ async def earned_points_expire_at(conn: Conn, *, earned_at: datetime) -> datetim
     return expires_at
 
 
-async def record_expiry_notices(pool: Pool, *, now: datetime) -> int:
-    """Record one `points.expiring` event per lot whose free points expire within 30 days of
-    `now`, exactly once per lot; returns how many were recorded. Safe in several processes:
-    the notice row's primary key lets one of two racing runs record each lot."""
-    until = now + timedelta(seconds=EXPIRY_NOTICE_AHEAD_S)
+def configure_notice_days(days_before: Sequence[int]) -> None:
+    """The distances the worker's runs use (`Settings.expiry_notice_days`, set at startup)."""
+    assert days_before, "at least one notice distance"
+    assert all(day >= 1 for day in days_before), days_before
+    global _notice_days
+    _notice_days = tuple(days_before)
+
+
+async def record_expiry_notices(
+    pool: Pool, *, now: datetime, days_before: Sequence[int] | None = None
+) -> int:
+    """Record one `points.expiring` event per lot and distance in `days_before` (None: the
+    configured ones, `COALITION_EXPIRY_NOTICE_DAYS`, default 30 and 7) whose free points
+    expire within that many days of `now`, exactly once each; returns how many were recorded. Nearer
+    distances go first, so a lot already inside one is not noticed at the farther ones. Safe
+    in several processes: the notice row's key lets one of two racing runs record each, and
+    a transaction-scoped advisory lock keeps a run's distances from crossing another run's."""
+    distances = _notice_days if days_before is None else tuple(days_before)
+    assert distances, "at least one notice distance"
+    recorded = 0
+    for days in sorted(set(distances)):
+        recorded += await _record_notices_at(pool, now=now, days=days)
+    return recorded
+
+
+async def _record_notices_at(pool: Pool, *, now: datetime, days: int) -> int:
+    until = now + timedelta(days=days)
     recorded = 0
     for _ in range(NOTICE_BATCHES_MAX):
         async with pool.acquire() as conn, conn.transaction():
-            lots = await conn.fetch(queries.LOTS_TO_NOTICE, now, until, NOTICE_BATCH_MAX)
+            await conn.execute(_LOCK_NOTICES, NOTICE_LOCK_KEY)
+            lots = await conn.fetch(_LOTS_TO_NOTICE_AT, now, until, NOTICE_BATCH_MAX, days)
             for lot in lots:
                 claimed = await conn.fetchval(
-                    queries.INSERT_NOTICE,
+                    _INSERT_NOTICE_AT,
                     lot["root_lot_id"],
                     lot["shopper_id"],
                     lot["lot_id"],
                     lot["expires_at"],
+                    days,
                 )
                 if claimed is None:
                     continue
@@ -127,12 +190,14 @@ async def record_expiry_notices(pool: Pool, *, now: datetime) -> int:
                     payload={
                         "shopper_id": lot["shopper_id"],
                         "lot_id": lot["lot_id"],
+                        "root_lot_id": lot["root_lot_id"],
                         "points": lot["points"],
                         "expires_at": lot["expires_at"].isoformat(),
+                        "days_before": days,
                         "issued_by_partner_id": lot["partner_id"],
                     },
                 )
-                await conn.execute(queries.SET_NOTICE_EVENT, lot["root_lot_id"], event_id)
+                await conn.execute(_SET_NOTICE_EVENT_AT, lot["root_lot_id"], days, event_id)
                 recorded += 1
         if len(lots) < NOTICE_BATCH_MAX:
             break

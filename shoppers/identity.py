@@ -38,6 +38,7 @@ from shoppers.errors import (
     ShopperLedgerRefused,
     ShopperNotFound,
 )
+from shoppers.mail import contacts
 from shoppers.service import CARD_ISSUE_ATTEMPTS_MAX, new_card_number
 
 __all__ = [
@@ -336,6 +337,7 @@ async def _move_identity(conn: Conn, *, survivor_id: int, absorbed_id: int) -> l
     ]
     await conn.execute(queries.MOVE_IDENTIFIERS, absorbed_id, survivor_id)
     await conn.execute(queries.MOVE_CONSENT, absorbed_id, survivor_id)
+    await contacts.move_on_merge(conn, absorbed_id=absorbed_id, survivor_id=survivor_id)
     await conn.execute(queries.MARK_MERGED, absorbed_id, survivor_id)
     return cards
 

@@ -49,7 +49,7 @@ async def update_profile(
     request: Request[Any, Any, Any], data: JSONBody[ProfileUpdate], shopper: Shopper
 ) -> Profile:
     return await in_transaction(
-        request, lambda conn: account.set_birth_date(conn, shopper.shopper_id, data.birth_date)
+        request, lambda conn: account.update_profile(conn, shopper.shopper_id, data)
     )
 
 

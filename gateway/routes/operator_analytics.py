@@ -9,26 +9,55 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import QueryParameter
 
+import contracts.analytics as contracts
 from gateway.auth.operator import require_role
-from gateway.routes._common import read_only
+from gateway.routes._common import documented, read_only
+from gateway.routes._query import instant_parameter, optional_instant
 from gateway.tokens import Role
 from infra.db import Conn
 from shoppers import analytics
 
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+# Litestar adds "; charset=utf-8" to a text/* media type itself.
+CSV_MEDIA_TYPE = "text/csv"
+CSV_DESCRIPTION = (
+    "As `text/csv` (with `?format=csv` or `Accept: text/csv`): a header row, then one line per "
+    "row of the JSON answer, the period columns first."
+)
 GUARDS = [require_role(Role.ADMIN, Role.FINANCE, Role.AUDITOR)]
 
 T = TypeVar("T", bound=msgspec.Struct)
-From = Annotated[datetime | None, QueryParameter(name="from")]
-To = Annotated[datetime | None, QueryParameter(name="to")]
+From = Annotated[str | None, instant_parameter("from")]
+To = Annotated[str | None, instant_parameter("to")]
 Format = Annotated[Literal["json", "csv"] | None, QueryParameter(name="format")]
+
+
+@dataclass
+class _AlsoCsv(Operation):
+    """The operation's 200 also documents its CSV rendering beside the JSON one."""
+
+    def __post_init__(self) -> None:
+        answer = (self.responses or {}).get("200")
+        if isinstance(answer, OpenAPIResponse) and answer.content is not None:
+            answer.content[CSV_MEDIA_TYPE] = OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, description=CSV_DESCRIPTION)
+            )
+
+
+def _documented(result: type[msgspec.Struct]) -> dict[str, Any]:
+    """The handler's 200: `result` as JSON, or its CSV rendering."""
+    return {
+        "responses": documented(result, "The figures for the period, as JSON or CSV.", 200),
+        "operation_class": _AlsoCsv,
+    }
 
 
 def _wants_csv(request: Request[Any, Any, Any], fmt: str | None) -> bool:
@@ -58,60 +87,64 @@ def _csv(result: msgspec.Struct) -> str:
 async def _answer(
     request: Request[Any, Any, Any],
     fmt: str | None,
-    start: datetime | None,
-    end: datetime | None,
+    start: str | None,
+    end: str | None,
     compute: Callable[[Conn, analytics.Period], Awaitable[T]],
 ) -> Response[Any]:
-    when = analytics.period(start, end, now=datetime.now(UTC))  # raises AnalyticsPeriodInvalid
+    when = analytics.period(
+        optional_instant("from", start), optional_instant("to", end), now=datetime.now(UTC)
+    )  # raises AnalyticsPeriodInvalid
     result = await read_only(request, lambda conn: compute(conn, when))
     if _wants_csv(request, fmt):
         return Response(_csv(result), media_type=CSV_MEDIA_TYPE)
     return Response(result)
 
 
-@get("/v1/operator/analytics/retention", guards=GUARDS)
+@get("/v1/operator/analytics/retention", guards=GUARDS, **_documented(contracts.Retention))
 async def retention(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.retention)
 
 
-@get("/v1/operator/analytics/repeat-purchase", guards=GUARDS)
+@get(
+    "/v1/operator/analytics/repeat-purchase", guards=GUARDS, **_documented(contracts.RepeatPurchase)
+)
 async def repeat_purchase(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.repeat_purchase)
 
 
-@get("/v1/operator/analytics/average-basket", guards=GUARDS)
+@get("/v1/operator/analytics/average-basket", guards=GUARDS, **_documented(contracts.AverageBasket))
 async def average_basket(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.average_basket)
 
 
-@get("/v1/operator/analytics/nps", guards=GUARDS)
+@get("/v1/operator/analytics/nps", guards=GUARDS, **_documented(contracts.Nps))
 async def nps(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.nps)
 
 
-@get("/v1/operator/analytics/liability", guards=GUARDS)
+@get("/v1/operator/analytics/liability", guards=GUARDS, **_documented(contracts.Liability))
 async def liability(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.liability)
 
 
-@get("/v1/operator/analytics/partner-points", guards=GUARDS)
+@get("/v1/operator/analytics/partner-points", guards=GUARDS, **_documented(contracts.PartnerPoints))
 async def partner_points(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
     return await _answer(request, fmt, start, end, analytics.partner_points)
 
 
-@get("/v1/operator/analytics/flows", guards=GUARDS)
+@get("/v1/operator/analytics/flows", guards=GUARDS, **_documented(contracts.FlowMatrix))
 async def flows(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:

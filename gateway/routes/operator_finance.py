@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.params import FromQuery
 
 from contracts.settlement import FinanceOverview, PartnerFlows
 from gateway.auth.operator import require_role
 from gateway.routes._common import in_transaction
+from gateway.routes._query import instant, instant_parameter
 from gateway.tokens import Role
 from ledger import settlement
 
@@ -25,12 +24,13 @@ async def overview(request: Request[Any, Any, Any]) -> FinanceOverview:
 @get("/v1/operator/finance/partner-flows", guards=[READERS])
 async def partner_flows(
     request: Request[Any, Any, Any],
-    period_start: FromQuery[datetime],
-    period_end: FromQuery[datetime],
+    period_start: Annotated[str, instant_parameter("period_start")],
+    period_end: Annotated[str, instant_parameter("period_end")],
 ) -> PartnerFlows:
+    start = instant("period_start", period_start)
+    end = instant("period_end", period_end)
     return await in_transaction(
-        request,
-        lambda conn: settlement.partner_flows(conn, start=period_start, end=period_end),
+        request, lambda conn: settlement.partner_flows(conn, start=start, end=end)
     )
 
 

@@ -4,12 +4,11 @@ the service reads it as a stream of chunks."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import QueryParameter
 
 from contracts.errors import ErrorCode
 from contracts.settlement import (
@@ -21,6 +20,7 @@ from gateway.auth.signatures import Caller
 from gateway.errors import ApiError, problem_response
 from gateway.idempotency import run_once
 from gateway.routes._common import REPLAY_NOTE, PathId, documented, in_transaction
+from gateway.routes._query import instant, instant_parameter
 from ledger import reconciliation
 
 RECONCILIATION_BODY_BYTES_MAX = 32 * 1_048_576  # ~400,000 lines; split larger logs by period
@@ -49,9 +49,11 @@ FORMAT_BY_MEDIA_TYPE: dict[str, reconciliation.Format] = {
 async def upload_reconciliation(
     request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
-    period_start: FromQuery[datetime],
-    period_end: FromQuery[datetime],
+    period_start: Annotated[str, instant_parameter("period_start")],
+    period_end: Annotated[str, instant_parameter("period_end")],
 ) -> Response[bytes]:
+    start = instant("period_start", period_start)
+    end = instant("period_end", period_end)
     media_type = request.content_type[0].lower()
     source_format = FORMAT_BY_MEDIA_TYPE.get(media_type)
     if source_format is None:
@@ -67,8 +69,8 @@ async def upload_reconciliation(
         lambda conn: reconciliation.reconcile(
             conn,
             partner_id=caller.partner_id,
-            period_start=period_start,
-            period_end=period_end,
+            period_start=start,
+            period_end=end,
             source_format=source_format,
             chunks=reconciliation.iter_chunks(body),
             bytes_max=RECONCILIATION_BODY_BYTES_MAX,

@@ -82,6 +82,8 @@ def address_class(address: IpAddress, *, allow_loopback: bool) -> str | None:
         return "link_local"
     if address.is_multicast:
         return "multicast"
+    if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        return "reserved"  # 240.0.0.0/4, which Python's table also counts as private
     if address.is_private or address in SHARED_ADDRESS_SPACE:
         return "private"
     if address.is_reserved or not address.is_global:

@@ -15,6 +15,7 @@ from ledger.verify import verify
 from shoppers import account, erasure, identity
 from shoppers import service as shoppers
 from shoppers.errors import CardBlocked, ShopperErased, ShopperNotFound
+from shoppers.mail import contacts
 
 NOW = datetime.now(UTC)
 
@@ -48,6 +49,10 @@ async def test_erasure_removes_personal_data_and_keeps_the_books_sound(
             redemption_price_micros=8_000,
         )
         await account.set_birth_date(conn, sid, date(1990, 5, 17))
+        await contacts.set_shopper_contact(
+            conn, sid, email="jane@doe.example", locale="ru", email_given=True, locale_given=True
+        )
+        await conn.execute("INSERT INTO mail.unsubscribe (shopper_id) VALUES ($1)", sid)
         await identity.link_phone(conn, hasher, sid, "+33612345678")
         qr = await identity.issue_qr_token(conn, sid)
         await account.update_consent(conn, sid, ConsentUpdate(data_sharing=True, marketing=True))
@@ -71,6 +76,15 @@ async def test_erasure_removes_personal_data_and_keeps_the_books_sound(
         )
         assert (
             await conn.fetchval("SELECT count(*) FROM shopper_consents WHERE shopper_id = $1", sid)
+            == 0
+        )
+        # the email address and language (issue 16) and the unsubscribe record
+        assert (
+            await conn.fetchval("SELECT count(*) FROM shopper_contacts WHERE shopper_id = $1", sid)
+            == 0
+        )
+        assert (
+            await conn.fetchval("SELECT count(*) FROM mail.unsubscribe WHERE shopper_id = $1", sid)
             == 0
         )
         assert (

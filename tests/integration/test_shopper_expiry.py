@@ -15,6 +15,7 @@ from shoppers import service as shoppers
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
+THIRTY = (30,)  # the 30-day notice alone (tests/mail/ covers 30 and 7 together)
 
 
 async def test_the_lifetime_is_a_setting_defaulting_to_24_months(pool: asyncpg.Pool) -> None:
@@ -57,12 +58,13 @@ async def test_each_lot_gets_one_notice_30_days_ahead(pool: asyncpg.Pool) -> Non
 
     # Two concurrent runs: each lot within 30 days is noticed once.
     first, second = await asyncio.gather(
-        expiry.record_expiry_notices(pool, now=NOW), expiry.record_expiry_notices(pool, now=NOW)
+        expiry.record_expiry_notices(pool, now=NOW, days_before=THIRTY),
+        expiry.record_expiry_notices(pool, now=NOW, days_before=THIRTY),
     )
     assert first + second == 2
-    assert await expiry.record_expiry_notices(pool, now=NOW) == 0
+    assert await expiry.record_expiry_notices(pool, now=NOW, days_before=THIRTY) == 0
     # Twenty days on, the 45-day lot enters the window.
-    assert await expiry.record_expiry_notices(pool, now=NOW + 20 * DAY) == 1
+    assert await expiry.record_expiry_notices(pool, now=NOW + 20 * DAY, days_before=THIRTY) == 1
 
     # A merge moves a noticed lot: it is not noticed again under the survivor.
     async with pool.acquire() as conn, conn.transaction():
@@ -74,7 +76,7 @@ async def test_each_lot_gets_one_notice_30_days_ahead(pool: asyncpg.Pool) -> Non
             operator="ops",
             now=NOW,
         )
-    assert await expiry.record_expiry_notices(pool, now=NOW + 20 * DAY) == 0
+    assert await expiry.record_expiry_notices(pool, now=NOW + 20 * DAY, days_before=THIRTY) == 0
 
     async with pool.acquire() as conn:
         rows = await conn.fetch(

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Refresh the vendored JavaScript from the npm registry at the pinned versions (run from the repo root).
+set -eu; d=gateway/console/static/vendor; t=$(mktemp -d); (cd "$t" && npm pack --silent htmx.org@2.0.11 chart.js@4.6.2 axe-core@4.14.1 >/dev/null && for f in *.tgz; do mkdir "${f%.tgz}" && tar -xzf "$f" -C "${f%.tgz}"; done); cp "$t"/htmx.org-*/package/dist/htmx.min.js "$d/htmx.min.js"; cp "$t"/htmx.org-*/package/LICENSE "$d/htmx.LICENSE"; cp "$t"/chart.js-*/package/dist/chart.umd.min.js "$d/chart.umd.min.js"; cp "$t"/chart.js-*/package/LICENSE.md "$d/chart.js.LICENSE.md"; cp "$t"/axe-core-*/package/axe.min.js tests/console/vendor/axe.min.js; cp "$t"/axe-core-*/package/LICENSE tests/console/vendor/axe-core.LICENSE; rm -rf "$t"
