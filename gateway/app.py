@@ -14,7 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import card, console, errors, openapi_security, rate_limit
+from gateway import card, console, errors, openapi_security, rate_limit, replica
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.availability import STATE as DATABASE_AVAILABILITY
 from gateway.email_jobs import mail_jobs
@@ -22,6 +22,7 @@ from gateway.group_commit import GroupCommit
 from gateway.json_body import StrictJSONRequest
 from gateway.metrics_doc import METRICS_MEDIA_TYPE, METRICS_RESPONSE
 from gateway.partner_state import PartnerGateway
+from gateway.replica import ReadReplica
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
     campaigns,
@@ -157,6 +158,9 @@ def _lifespan(
             acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
         )
         DATABASE_AVAILABILITY.watch(state.pool)
+        if settings.replica_url:
+            state.read_replica = await _read_replica(settings, settings.replica_url)
+            state.read_replica.start(state.pool)
         if settings.group_commit_lanes > 0:
             state.group_commit = GroupCommit(
                 state.pool,
@@ -182,8 +186,21 @@ def _lifespan(
                 await state.group_commit.drain()
             await DATABASE_AVAILABILITY.stop()
             await state.pool.close()
+            if state.read_replica is not None:
+                await state.read_replica.close()
 
     return lifespan
+
+
+async def _read_replica(settings: Settings, replica_url: str) -> ReadReplica:
+    pool = await db.create_pool(
+        replica_url,
+        size_min=1,
+        size_max=settings.pool_size_max,
+        reset_session=False,
+        application_name=replica.APPLICATION_NAME,
+    )
+    return ReadReplica(pool, lag_max_s=settings.replica_lag_max_s)
 
 
 def _partner_api() -> Router:

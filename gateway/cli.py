@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, cli_card, demo, logs
+from gateway import cli_backup, cli_card, demo, logs, ops_metrics
 from gateway.console import cli_users
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
@@ -79,7 +79,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _check_port_free(host, port)
     dsn, server = _database(settings)
     try:
-        applied = asyncio.run(_migrate(dsn))
+        # Off behind PgBouncer (transaction mode): the migration lock is a session lock, so
+        # migrations run from a job on a direct connection (docs/deploy.md).
+        applied = asyncio.run(_migrate(dsn)) if settings.migrate_on_start else []
         if args.demo:
             summary = asyncio.run(demo.seed(dsn, settings.data_dir, settings.master_key))
             print(f"coalition: demo network: {summary}", flush=True)
@@ -148,10 +150,12 @@ async def _verify(dsn: str) -> list[str]:
     try:
         found = await verify.verify(conn)
         settlement_problems = await settlement.verify_settlements(conn)
+        lines = [f"invariant {p.invariant} ({p.check}): {p.detail}" for p in found]
+        lines += [f"settlement: {problem}" for problem in settlement_problems]
+        await ops_metrics.record_verify(conn, lines)  # exported by the service (alerts)
     finally:
         await conn.close()
-    lines = [f"invariant {p.invariant} ({p.check}): {p.detail}" for p in found]
-    return lines + [f"settlement: {problem}" for problem in settlement_problems]
+    return lines
 
 
 def cmd_verify(_: argparse.Namespace, settings: Settings) -> int:

@@ -41,7 +41,7 @@ from contracts.errors import (
     Problem,
     problem_type,
 )
-from gateway import availability, request_id
+from gateway import availability, metrics, request_id
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,8 @@ def render(request: Request[Any, Any, Any], exc: ProblemDetailsException) -> Res
     if isinstance(exc.extra, Mapping):
         body.update(exc.extra)
     body.setdefault("code", ErrorCode.INTERNAL_ERROR)
+    route = request.scope.get("path_template") or "unmatched"  # a template: bounded labels
+    metrics.PROBLEMS.labels(code=str(body["code"]), route=route).inc()
     # Check our own output against the contract's members (a malformed problem is a bug);
     # extension members a domain error adds beyond the contract pass through unchecked.
     msgspec.convert({k: v for k, v in body.items() if k in Problem.__struct_fields__}, Problem)

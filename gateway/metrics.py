@@ -6,7 +6,7 @@ error codes are a closed set, partners are a few hundred at most.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Observed where the ledger is called (partners/), re-exported so all metrics are listed here.
 from partners.telemetry import LEDGER_OPERATION_SECONDS
@@ -81,4 +81,66 @@ GROUP_COMMIT_TOGETHER = Counter(
 GROUP_COMMIT_TOGETHER_FAILED = Counter(
     "coalition_group_commit_together_failed",
     "Set-based steps that raised and were rolled back (their calls then ran one by one)",
+)
+
+# Operations metrics (docs/deploy.md): sampled from the database by the `ops.sample_metrics`
+# job (gateway/ops_metrics.py) and counted around every periodic job (gateway/workers.py).
+PROBLEMS = Counter(
+    "coalition_problems",
+    "Problem responses by stable error code and route template",
+    ["code", "route"],
+)
+JOB_RUNS = Counter(
+    "coalition_job_runs",
+    "Periodic job runs, by job and outcome (ok, failed)",
+    ["worker", "outcome"],
+)
+# The label is `worker`, not `job`: Prometheus' own target label is called job.
+JOB_ITEMS = Counter("coalition_job_items", "Items processed by periodic jobs", ["worker"])
+JOB_LAST_SUCCESS = Gauge(
+    "coalition_job_last_success_timestamp_seconds",
+    "Unix time of the job's last run that did not fail",
+    ["worker"],
+)
+OUTBOX_UNDELIVERED = Gauge(
+    "coalition_outbox_undelivered",
+    "Outbox events waiting for the webhook fan-out (webhooks.fanout_queue)",
+)
+OUTBOX_OLDEST_AGE_SECONDS = Gauge(
+    "coalition_outbox_oldest_undelivered_age_seconds",
+    "Age of the oldest outbox event waiting for the webhook fan-out (0 when none)",
+)
+LEDGER_POSTINGS_WRITTEN = Gauge(
+    "coalition_ledger_postings_written",
+    "Highest posting id written (monotonic: rate() gives postings per second)",
+)
+SETTLEMENT_LAST_PERIOD_END = Gauge(
+    "coalition_settlement_last_period_end_timestamp_seconds",
+    "Unix time of the end of the last closed settlement period (0: none closed yet)",
+)
+VERIFY_LAST_PROBLEMS = Gauge(
+    "coalition_verify_last_problems",
+    "Problems found by the last `coalition verify` (0: every invariant held)",
+)
+VERIFY_LAST_RUN = Gauge(
+    "coalition_verify_last_run_timestamp_seconds",
+    "Unix time the last `coalition verify` finished (0: never)",
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "coalition_replica_lag_seconds",
+    "Replay lag of the streaming replicas, the largest one (0: none, or caught up)",
+)
+REPLICAS_STREAMING = Gauge(
+    "coalition_replicas_streaming", "Streaming replicas connected to the primary"
+)
+DB_POOL_SIZE = Gauge("coalition_db_pool_size", "Connections open in the primary pool")
+DB_POOL_IDLE = Gauge("coalition_db_pool_idle", "Idle connections in the primary pool")
+DB_POOL_MAX = Gauge("coalition_db_pool_max", "Largest size of the primary pool")
+READ_REPLICA_LAG_SECONDS = Gauge(
+    "coalition_read_replica_lag_seconds",
+    "Lag of the replica this process reads from, measured against the primary (-1: unreachable)",
+)
+READ_REPLICA_IN_USE = Gauge(
+    "coalition_read_replica_in_use",
+    "1 while read-only endpoints read from the replica, 0 while they fall back to the primary",
 )

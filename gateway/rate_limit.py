@@ -253,3 +253,8 @@ async def before_send(message: Message, scope: Scope) -> None:
         if replacement is not None:  # the refusal's body once, then nothing of the original
             message["body"] = replacement
             scope["state"][REWRITE_KEY] = b""
+
+
+def has_pending(scope: Scope) -> bool:
+    """Whether the call still waits for its admission (see take_pending)."""
+    return PENDING_KEY in scope.get("state", {})

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from gateway import availability
+from gateway import availability, metrics, ops_metrics
 from infra.settings import Settings
 from ledger import service as ledger
 from ledger import settlement
@@ -62,7 +62,7 @@ class Job:
 class Scheduler:
     def __init__(self, pool: asyncpg.Pool, jobs: list[Job]) -> None:
         self._pool = pool
-        self._jobs = jobs
+        self._jobs = [observed(job) for job in jobs]
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -148,6 +148,7 @@ def default_jobs() -> list[Job]:
         ),
         # The refresh itself runs at most hourly across processes; this is how often to ask.
         Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
+        Job("ops.sample_metrics", ops_metrics.SAMPLE_INTERVAL_S, ops_metrics.sample),
     ]
 
 
@@ -171,3 +172,21 @@ def webhook_jobs(settings: Settings) -> list[Job]:
         Job("webhooks.deliver", WEBHOOK_DELIVERY_INTERVAL_S, worker.deliver),
         Job("webhooks.queue_depth", WEBHOOK_QUEUE_DEPTH_INTERVAL_S, worker.measure_queue),
     ]
+
+
+def observed(job: Job) -> Job:
+    """The job with its runs counted (coalition_job_runs, _items, _last_success_timestamp)."""
+    inner = job.run
+
+    async def run(pool: asyncpg.Pool) -> int:
+        try:
+            processed = await inner(pool)
+        except Exception:
+            metrics.JOB_RUNS.labels(worker=job.name, outcome="failed").inc()
+            raise
+        metrics.JOB_RUNS.labels(worker=job.name, outcome="ok").inc()
+        metrics.JOB_ITEMS.labels(worker=job.name).inc(processed)
+        metrics.JOB_LAST_SUCCESS.labels(worker=job.name).set_to_current_time()
+        return processed
+
+    return Job(job.name, job.interval_s, run, job.batch_full)

@@ -44,6 +44,7 @@ async def create_pool(
     statement_timeout_ms: int = 0,
     lock_timeout_ms: int = 0,
     acquire_timeout_s: float | None = None,
+    application_name: str | None = None,
 ) -> asyncpg.Pool:
     """Open a pool or raise DatabaseUnreachable with one readable line.
 
@@ -55,6 +56,7 @@ async def create_pool(
     statement_timeout_ms, lock_timeout_ms: PostgreSQL's bounds for every connection of the
     pool (0: none), sent in the startup packet (no extra round trip; RESET ALL keeps them).
     acquire_timeout_s: how long `acquire()` waits for a free connection (None: forever).
+    application_name: shown in pg_stat_activity (the replica test finds the app's sessions).
     """
     assert 0 < size_min <= size_max, (size_min, size_max)
     assert statement_timeout_ms >= 0, statement_timeout_ms
@@ -72,7 +74,8 @@ async def create_pool(
         command_timeout=COMMAND_TIMEOUT_S,
         statement_cache_size=STATEMENT_CACHE_SIZE,
         reset=None if reset_session else _keep_session,
-        server_settings=_bounds(statement_timeout_ms, lock_timeout_ms),
+        server_settings=_bounds(statement_timeout_ms, lock_timeout_ms)
+        | ({"application_name": application_name} if application_name else {}),
     )
     pool.acquire_timeout_s = acquire_timeout_s
     try:

@@ -30,6 +30,7 @@ DB_STATEMENT_TIMEOUT_MS_DEFAULT = 30_000
 DB_LOCK_TIMEOUT_MS_DEFAULT = 10_000
 DB_ACQUIRE_TIMEOUT_MS_DEFAULT = 10_000
 DB_TIMEOUT_MS_MAX = 3_600_000
+REPLICA_LAG_MAX_S_MAX = 3600
 
 
 class ConfigError(Exception):
@@ -67,6 +68,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_statement_timeout_ms: int = DB_STATEMENT_TIMEOUT_MS_DEFAULT
     db_lock_timeout_ms: int = DB_LOCK_TIMEOUT_MS_DEFAULT
     db_acquire_timeout_ms: int = DB_ACQUIRE_TIMEOUT_MS_DEFAULT
+    # a streaming replica for read-only endpoints (docs/deploy.md); None: all reads on DATABASE_URL
+    replica_url: str | None = None
+    # past this replay lag, reads fall back to the primary
+    replica_lag_max_s: int = 5
+    # `coalition serve` applies pending migrations first; off where a job runs them
+    migrate_on_start: bool = True
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets (and the password in DATABASE_URL) masked."""
@@ -79,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 shown[name] = mask_dsn(value) if value else "(embedded)"
             elif name == "smtp_url":
                 shown[name] = mask_dsn(value) if value else "(unset: .eml files in data_dir/mail)"
+            elif name == "replica_url":
+                shown[name] = mask_dsn(value) if value else "(unset)"
             else:
                 shown[name] = str(value)
         return shown
@@ -224,4 +233,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             1,
             DB_TIMEOUT_MS_MAX,
         ),
+        replica_url=env.get("COALITION_REPLICA_URL") or None,
+        replica_lag_max_s=_int(env, "COALITION_REPLICA_LAG_MAX_S", 5, 0, REPLICA_LAG_MAX_S_MAX),
+        migrate_on_start=_flag(env, "COALITION_MIGRATE_ON_START", True),
     )

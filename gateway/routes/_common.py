@@ -107,3 +107,27 @@ class _AdmittedCall(Generic[T]):
 
     async def _admit(self, conn: Conn) -> Exception | None:
         return await rate_limit.admit_alone(conn, self.request.scope, self.admission)
+
+
+async def read_only(request: Request[Any, Any, Any], fn: Callable[[Conn], Awaitable[T]]) -> T:
+    """A read for display (balances, history, insights, analytics, statements listing): on the
+    read replica while it is within its lag bound (gateway/replica.py), else as in_transaction.
+
+    Nothing that decides money reads here. A signed partner call is admitted on the primary
+    first (its nonce and rate-limit count are writes), then reads in a read-only snapshot.
+    """
+    app_state: AppState = request.app.state.app
+    replica_pool = app_state.read_pool()
+    if replica_pool is None:
+        return await in_transaction(request, fn)
+    if rate_limit.has_pending(request.scope):
+        await in_transaction(request, _admitted_only)
+    async with (
+        replica_pool.acquire() as conn,
+        conn.transaction(readonly=True, isolation="repeatable_read"),
+    ):
+        return await fn(conn)
+
+
+async def _admitted_only(conn: Conn) -> None:
+    """The effect of a call whose read runs elsewhere: nothing beyond its admission."""

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 
 from contracts.analytics import CrossPartnerActivity, RetentionCohorts, SegmentSizes
 from gateway.auth.signatures import Caller
-from gateway.routes._common import in_transaction
+from gateway.routes._common import read_only
 from shoppers import insights
 
 
@@ -18,16 +18,14 @@ from shoppers import insights
 async def segment_sizes(
     request: Request[Any, Any, Any], caller: NamedDependency[Caller]
 ) -> SegmentSizes:
-    return await in_transaction(
-        request, lambda conn: insights.segment_sizes(conn, caller.partner_id)
-    )
+    return await read_only(request, lambda conn: insights.segment_sizes(conn, caller.partner_id))
 
 
 @get("/v1/insights/retention-cohorts")
 async def retention_cohorts(
     request: Request[Any, Any, Any], caller: NamedDependency[Caller]
 ) -> RetentionCohorts:
-    return await in_transaction(
+    return await read_only(
         request,
         lambda conn: insights.retention_cohorts(conn, caller.partner_id, now=datetime.now(UTC)),
     )
@@ -37,7 +35,7 @@ async def retention_cohorts(
 async def cross_partner_activity(
     request: Request[Any, Any, Any], caller: NamedDependency[Caller]
 ) -> CrossPartnerActivity:
-    return await in_transaction(
+    return await read_only(
         request,
         lambda conn: insights.cross_partner_activity(
             conn, caller.partner_id, now=datetime.now(UTC)

@@ -29,7 +29,7 @@ from contracts.shoppers import (
     TierProgress,
 )
 from gateway.auth.shopper import phone_hasher, provide_shopper, shopper_bearer
-from gateway.routes._common import in_transaction
+from gateway.routes._common import in_transaction, read_only
 from gateway.tokens import ShopperClaims
 from infra.db import Conn
 from partners import campaigns
@@ -77,7 +77,7 @@ async def issue_qr_token(request: Request[Any, Any, Any], shopper: Shopper) -> Q
 
 @get("/me/balance")
 async def get_balance(request: Request[Any, Any, Any], shopper: Shopper) -> Balance:
-    return await in_transaction(
+    return await read_only(
         request, lambda conn: account.balance(conn, shopper.shopper_id, now=datetime.now(UTC))
     )
 
@@ -89,7 +89,7 @@ async def get_history(
     cursor: Annotated[str | None, Parameter(max_length=CURSOR_CHARS_MAX)] = None,
     limit: Annotated[int, Parameter(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
 ) -> HistoryPage:
-    return await in_transaction(
+    return await read_only(
         request,
         lambda conn: account.history(conn, shopper.shopper_id, cursor=cursor, limit=limit),
     )

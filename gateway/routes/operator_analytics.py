@@ -20,7 +20,7 @@ from litestar.params import QueryParameter
 
 import contracts.analytics as contracts
 from gateway.auth.operator import require_role
-from gateway.routes._common import documented, in_transaction
+from gateway.routes._common import documented, read_only
 from gateway.routes._query import instant_parameter, optional_instant
 from gateway.tokens import Role
 from infra.db import Conn
@@ -94,7 +94,7 @@ async def _answer(
     when = analytics.period(
         optional_instant("from", start), optional_instant("to", end), now=datetime.now(UTC)
     )  # raises AnalyticsPeriodInvalid
-    result = await in_transaction(request, lambda conn: compute(conn, when))
+    result = await read_only(request, lambda conn: compute(conn, when))
     if _wants_csv(request, fmt):
         return Response(_csv(result), media_type=CSV_MEDIA_TYPE)
     return Response(result)

@@ -19,7 +19,7 @@ from contracts.settlement import (
     StatementPage,
 )
 from gateway.auth.signatures import Caller
-from gateway.routes._common import PathId, documented, in_transaction
+from gateway.routes._common import PathId, documented, in_transaction, read_only
 from ledger import settlement
 
 CURSOR_CHARS_MAX = 512
@@ -87,7 +87,7 @@ async def list_statements(
     limit: Annotated[int, QueryParameter(ge=1, le=STATEMENTS_LIMIT_MAX)] = STATEMENTS_LIMIT_DEFAULT,
     fmt: Format = None,
 ) -> Response[bytes]:
-    page = await in_transaction(
+    page = await read_only(
         request,
         lambda conn: settlement.list_statements(
             conn, caller.partner_id, cursor=cursor, limit=limit
