@@ -52,7 +52,7 @@ class _AlsoCsv(Operation):
             )
 
 
-def _documented(result: type[msgspec.Struct]) -> dict[str, Any]:
+def documented_figures(result: type[msgspec.Struct]) -> dict[str, Any]:
     """The handler's 200: `result` as JSON, or its CSV rendering."""
     return {
         "responses": documented(result, "The figures for the period, as JSON or CSV.", 200),
@@ -84,7 +84,7 @@ def _csv(result: msgspec.Struct) -> str:
     return out.getvalue()
 
 
-async def _answer(
+async def answer(
     request: Request[Any, Any, Any],
     fmt: str | None,
     start: str | None,
@@ -100,55 +100,65 @@ async def _answer(
     return Response(result)
 
 
-@get("/v1/operator/analytics/retention", guards=GUARDS, **_documented(contracts.Retention))
+@get("/v1/operator/analytics/retention", guards=GUARDS, **documented_figures(contracts.Retention))
 async def retention(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.retention)
+    return await answer(request, fmt, start, end, analytics.retention)
 
 
 @get(
-    "/v1/operator/analytics/repeat-purchase", guards=GUARDS, **_documented(contracts.RepeatPurchase)
+    "/v1/operator/analytics/repeat-purchase",
+    guards=GUARDS,
+    **documented_figures(contracts.RepeatPurchase),
 )
 async def repeat_purchase(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.repeat_purchase)
+    return await answer(request, fmt, start, end, analytics.repeat_purchase)
 
 
-@get("/v1/operator/analytics/average-basket", guards=GUARDS, **_documented(contracts.AverageBasket))
+@get(
+    "/v1/operator/analytics/average-basket",
+    guards=GUARDS,
+    **documented_figures(contracts.AverageBasket),
+)
 async def average_basket(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.average_basket)
+    return await answer(request, fmt, start, end, analytics.average_basket)
 
 
-@get("/v1/operator/analytics/nps", guards=GUARDS, **_documented(contracts.Nps))
+@get("/v1/operator/analytics/nps", guards=GUARDS, **documented_figures(contracts.Nps))
 async def nps(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.nps)
+    return await answer(request, fmt, start, end, analytics.nps)
 
 
-@get("/v1/operator/analytics/liability", guards=GUARDS, **_documented(contracts.Liability))
+@get("/v1/operator/analytics/liability", guards=GUARDS, **documented_figures(contracts.Liability))
 async def liability(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.liability)
+    return await answer(request, fmt, start, end, analytics.liability)
 
 
-@get("/v1/operator/analytics/partner-points", guards=GUARDS, **_documented(contracts.PartnerPoints))
+@get(
+    "/v1/operator/analytics/partner-points",
+    guards=GUARDS,
+    **documented_figures(contracts.PartnerPoints),
+)
 async def partner_points(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.partner_points)
+    return await answer(request, fmt, start, end, analytics.partner_points)
 
 
-@get("/v1/operator/analytics/flows", guards=GUARDS, **_documented(contracts.FlowMatrix))
+@get("/v1/operator/analytics/flows", guards=GUARDS, **documented_figures(contracts.FlowMatrix))
 async def flows(
     request: Request[Any, Any, Any], start: From = None, end: To = None, fmt: Format = None
 ) -> Response[Any]:
-    return await _answer(request, fmt, start, end, analytics.flow_matrix)
+    return await answer(request, fmt, start, end, analytics.flow_matrix)
 
 
 ROUTES = [retention, repeat_purchase, average_basket, nps, liability, partner_points, flows]

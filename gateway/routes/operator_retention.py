@@ -9,9 +9,7 @@ from litestar import Request, Response, get
 from litestar.params import QueryParameter
 
 from contracts import analytics as contracts
-from gateway.routes.operator_analytics import GUARDS, Format, From, To
-from gateway.routes.operator_analytics import _answer as answer
-from gateway.routes.operator_analytics import _documented as documented
+from gateway.routes.operator_analytics import GUARDS, Format, From, To, answer, documented_figures
 from shoppers import retention
 
 MarginBps = Annotated[
@@ -28,7 +26,7 @@ MarginBps = Annotated[
 @get(
     "/v1/operator/analytics/retention-rate",
     guards=GUARDS,
-    **documented(contracts.RetentionRates),
+    **documented_figures(contracts.RetentionRates),
 )
 async def retention_rate(
     request: Request[Any, Any, Any],
@@ -45,7 +43,7 @@ async def retention_rate(
 @get(
     "/v1/operator/analytics/lifetime-value",
     guards=GUARDS,
-    **documented(contracts.LifetimeValues),
+    **documented_figures(contracts.LifetimeValues),
 )
 async def lifetime_value(
     request: Request[Any, Any, Any],
@@ -65,7 +63,7 @@ async def lifetime_value(
     )
 
 
-@get("/v1/operator/analytics/abc-xyz", guards=GUARDS, **documented(contracts.AbcXyz))
+@get("/v1/operator/analytics/abc-xyz", guards=GUARDS, **documented_figures(contracts.AbcXyz))
 async def abc_xyz(
     request: Request[Any, Any, Any],
     start: From = None,

@@ -11,25 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from gateway.tokens import SigningKey
 from tests.card.support import network, purchase, shopper_with_points, sign_in_link
+from tests.support.chromium import AXE, CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE
+from tests.support.chromium import BLOCKING_IMPACTS as BLOCKING
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHOTS = Path("/tmp/card-shots")
-PHONE: ViewportSize = {"width": 390, "height": 844}
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-BLOCKING = {"serious", "critical"}
 
 
 @pytest.fixture(scope="module")

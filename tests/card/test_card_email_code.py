@@ -19,7 +19,8 @@ from playwright.async_api import async_playwright
 from gateway.tokens import SigningKey
 from shoppers.mail import contacts
 from tests.card.support import csrf_of, network, shopper_with_points
-from tests.card.test_card_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, shoot, violations
+from tests.card.test_card_browser import shoot, violations
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS, PHONE
 from tests.support.server import free_port, running_server, server_settings
 
 CODE = re.compile(r"\b(\d{6})\b")

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from playwright.async_api import BrowserContext, Page, ViewportSize
+from playwright.async_api import BrowserContext, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-DESKTOP = ViewportSize(width=1280, height=800)
-PHONE = ViewportSize(width=390, height=844)
+from tests.support.chromium import (
+    AXE,
+    BLOCKING_IMPACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+)
+
+__all__ = ["AXE", "BLOCKING_IMPACTS", "CHROMIUM", "CHROMIUM_ARGS", "DESKTOP", "PHONE"]
+
 PASSWORD = "correct horse battery"
 ACTION_TIMEOUT_MS = 10_000
-
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-BLOCKING_IMPACTS = frozenset({"serious", "critical"})
 
 
 async def sign_in(context: BrowserContext, email: str, password: str = PASSWORD) -> Page:

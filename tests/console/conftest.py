@@ -1,20 +1,18 @@
 """Fixtures for console tests: the real server, Debian's Chromium driven by Playwright, users.
 
-Chromium is /usr/bin/chromium (apt-get install chromium); Playwright never downloads one.
+Chromium is /usr/bin/chromium (tests/support/chromium.py); Playwright never downloads one.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
 from gateway.console import users
-from gateway.tokens import Role, SigningKey, load_or_create
+from gateway.tokens import Role
 from tests.console.browser import (
     ACTION_TIMEOUT_MS,
     CHROMIUM,
@@ -22,29 +20,9 @@ from tests.console.browser import (
     DESKTOP,
     PASSWORD,
 )
-from tests.support.server import running_server, server_settings
+from tests.support.http_fixtures import base_url, data_dir, http, signing_key
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def signing_key(data_dir: Path) -> SigningKey:
-    return load_or_create(data_dir, None)
-
-
-@pytest.fixture(scope="module")
-async def base_url(database_url: str, data_dir: Path) -> AsyncIterator[str]:
-    async with running_server(server_settings(database_url, data_dir)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-        yield client
+__all__ = ["base_url", "data_dir", "http", "signing_key"]  # the fixtures, shared
 
 
 @pytest.fixture(scope="module")

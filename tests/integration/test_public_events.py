@@ -79,13 +79,6 @@ async def shopper_with_points(pool: asyncpg.Pool, partner_id: int, amount_minor:
     return holder
 
 
-@pytest.fixture(scope="module")
-async def pool(database_url: str) -> Any:
-    created = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    yield created
-    await created.close()
-
-
 async def test_the_sql_public_type_rule_agrees_with_the_catalogue(pool: asyncpg.Pool) -> None:
     internal = ["tier.changed", "referral.rewarded", "webhook_endpoint.disabled", "x.y"]
     names = [*catalogue.EVENT_TYPES, "purchase.recorded", "redemption.recorded", *internal]
