@@ -283,6 +283,16 @@ def _kinds(group: list[_Queued[Any]]) -> list[list[tuple[_Queued[Any], Together[
     return [of_kind for of_kind in kinds.values() if len(of_kind) > 1]
 
 
+def _log_step_failed(exc: Exception) -> None:
+    """One line for a refusal PostgreSQL explains (a deadlock victim, a serialization failure:
+    handled by running the calls one by one, counted by a metric); a traceback for the rest."""
+    message = "a set-based step failed; its calls run one by one"
+    if isinstance(exc, asyncpg.PostgresError):
+        log.warning(message, extra={"sqlstate": exc.sqlstate, "error": str(exc)[:500]})
+    else:
+        log.warning(message, exc_info=exc)
+
+
 async def _together(
     conn: Conn,
     group: list[_Queued[Any]],
@@ -304,7 +314,7 @@ async def _together(
         except Exception as exc:
             if availability.classify(exc) is availability.Kind.UNREACHABLE:
                 raise  # the connection is gone: the group fails (see _run_group)
-            log.warning("a set-based step failed; its calls run one by one", exc_info=exc)
+            _log_step_failed(exc)
             metrics.GROUP_COMMIT_TOGETHER_FAILED.inc()
             await conn.execute(UNDO_TOGETHER)
             continue
