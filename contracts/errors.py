@@ -89,6 +89,8 @@ class ErrorCode(StrEnum):
     EMAIL_INVALID = "email_invalid"
     LOCALE_UNSUPPORTED = "locale_unsupported"
     UNSUBSCRIBE_TOKEN_INVALID = "unsubscribe_token_invalid"  # noqa: S105 (a code, not a secret)
+    # challenges and badges (issue 19)
+    CHALLENGE_INVALID = "challenge_invalid"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
