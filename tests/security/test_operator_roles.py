@@ -62,6 +62,9 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("PUT", "/v1/operator/partners/{partner_id}/finance-contact"): "admin",
     ("PUT", "/v1/operator/points-lifetime"): "admin",
     ("PUT", "/v1/operator/settlement-cycle"): "admin",
+    ("GET", "/v1/operator/challenges"): "admin finance support auditor",
+    ("GET", "/v1/operator/challenges/{challenge_id}"): "admin finance support auditor",
+    ("POST", "/v1/operator/challenges"): "admin",
 }
 
 
