@@ -28,6 +28,7 @@ from contracts.partners import RedemptionRequest, RefundRequest
 from ledger.verify import verify
 from partners import operations
 from shoppers.challenges import definitions
+from shoppers.service import CardHolder
 from tests.conftest import TEMPLATE_DB
 from tests.support import program
 from tests.support.challenges import drain
@@ -193,7 +194,7 @@ async def _invariants(pool: asyncpg.Pool, *challenges: tuple[int, int]) -> None:
 async def _against_model(
     pool: asyncpg.Pool,
     model: Model,
-    holders: list[program.shoppers.CardHolder],
+    holders: list[CardHolder],
     network: int,
     at_shop: int,
 ) -> None:
