@@ -89,6 +89,7 @@ class ChallengeProgress(_Response):
     kind: ChallengeKind
     partner_id: int | None
     goal: int
+    window_weeks: int | None
     progress: int
     reward_points: int
     ends_at: datetime

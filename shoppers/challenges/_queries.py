@@ -134,7 +134,8 @@ SELECT now() + make_interval(months => points_lifetime_months) FROM network_sett
 # ---- the shopper's view -------------------------------------------------------------------
 
 MY_PROGRESS = """
-SELECT c.id, c.name, c.kind, c.partner_id, c.goal, c.reward_points, c.ends_at, c.starts_at,
+SELECT c.id, c.name, c.kind, c.partner_id, c.goal, c.window_weeks, c.reward_points, c.ends_at,
+       c.starts_at,
        coalesce(p.progress, 0) AS progress, coalesce(p.leaderboard_opt_in, false) AS opt_in,
        a.state AS award_state
 FROM challenges c

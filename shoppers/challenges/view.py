@@ -39,6 +39,7 @@ async def mine(conn: Conn, shopper_id: int, *, now: datetime | None = None) -> M
             kind=row["kind"],
             partner_id=row["partner_id"],
             goal=row["goal"],
+            window_weeks=row["window_weeks"],
             progress=row["progress"],
             reward_points=row["reward_points"],
             ends_at=row["ends_at"],
