@@ -97,6 +97,18 @@ class PointsExpiring(_Data):
     days_before: int | None = None  # which notice this is (30, 7: COALITION_EXPIRY_NOTICE_DAYS)
 
 
+class ChallengeAward(_Data):
+    """A shopper completed one of your challenges (points granted, funded by you), or a refund
+    took their progress below the goal and the award was clawed back. `grant` counts the times
+    this shopper was granted this challenge (a re-completion after a claw-back is grant 2)."""
+
+    challenge_id: int
+    shopper_id: int
+    points: int
+    grant: int
+    kind: str
+
+
 class EventType(msgspec.Struct, kw_only=True, frozen=True):
     type: str
     description: str
@@ -131,6 +143,14 @@ _TYPES: dict[str, tuple[type[_Data], str]] = {
     "points.expiring": (
         PointsExpiring,
         "Points of a shopper who consented to you will expire soon.",
+    ),
+    "challenge.completed": (
+        ChallengeAward,
+        "A shopper completed a challenge of yours; its reward points were granted.",
+    ),
+    "challenge.award_revoked": (
+        ChallengeAward,
+        "A refund took a shopper below a challenge's goal; the reward was clawed back.",
     ),
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

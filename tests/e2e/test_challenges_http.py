@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from contracts import events
 from contracts.partners import PurchaseRequest, RedemptionRequest, RefundRequest
 from gateway.tokens import Role, SigningKey
 from ledger import service as ledger
@@ -316,6 +317,15 @@ async def test_partner_challenges_are_the_partners_own(
         mine["id"],
     )
     assert entry_payer == "goodwill"
+    event = await pool.fetchrow(
+        "SELECT partner_id, payload::text AS payload FROM event_outbox "
+        "WHERE event_type = 'challenge.completed' AND (payload ->> 'challenge_id')::bigint = $1",
+        mine["id"],
+    )
+    assert event is not None
+    assert event["partner_id"] == a.partner_id  # the sponsor's webhooks receive it
+    data = events.public_data("challenge.completed", json.loads(event["payload"]))
+    assert (data["challenge_id"], data["points"], data["grant"]) == (mine["id"], 50, 1)
     await assert_verified(pool)
 
 
