@@ -198,7 +198,7 @@ async def test_random_sales_earns_and_cancellations_keep_the_books(
 
 async def cancel_after(
     pool: asyncpg.Pool, partner_id: int, membership_id: int, *, days: int
-) -> None:
+) -> int:
     """Cancel as if `days` (and a minute) had passed since the sale, checking the refund."""
     started = datetime.now(UTC) - timedelta(days=days, minutes=1)
     await backdate(pool, membership_id, started)
