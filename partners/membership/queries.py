@@ -163,3 +163,19 @@ ORDER BY m.bonus_next_at
 LIMIT $2
 FOR UPDATE OF m SKIP LOCKED
 """
+
+# Active auto-renewing memberships whose term ends before $1 (now + the notice) and after $2
+# (now), not yet reminded for this period.
+DUE_FOR_REMINDER = """
+SELECT m.id, m.shopper_id, m.partner_id, m.period_no, m.period_end, p.name AS plan_name,
+       p.price_minor, p.currency::text AS currency
+FROM memberships m JOIN membership_plans p ON p.id = m.plan_id
+WHERE m.status = 'active' AND m.auto_renew AND p.retired_at IS NULL
+  AND m.period_end <= $1 AND m.period_end > $2
+  AND m.reminded_period_no IS DISTINCT FROM m.period_no
+ORDER BY m.period_end
+LIMIT $3
+FOR UPDATE OF m SKIP LOCKED
+"""
+
+SET_REMINDED = "UPDATE memberships SET reminded_period_no = period_no WHERE id = $1"

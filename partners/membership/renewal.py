@@ -1,4 +1,9 @@
-"""The membership workers: renewal at the end of a term and the monthly bonus.
+"""The membership workers: the renewal reminder, renewal at the end of a term and the
+monthly bonus.
+
+A week before an auto-renewing term ends, `membership.renewal_due` (internal, not a webhook)
+is recorded once per period; shoppers/mail mails it to the shopper (with marketing consent and
+an address, like every notice).
 
 A term that has ended renews when the membership auto-renews and its plan version is not
 retired: the next period starts where the last ended, and its fee is charged to the selling
@@ -13,7 +18,7 @@ month: exactly once, whatever runs concurrently.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -22,11 +27,36 @@ from infra.db import Conn, Pool
 from partners.membership import benefit, money, queries, terms
 
 BATCH_MAX = 200  # memberships per transaction
+REMINDER_BEFORE = timedelta(days=7)  # the reminder goes this long before the term ends
 
 
 async def run(pool: Pool, *, now: datetime) -> int:
-    """Renewals first (a renewed period's first month may be due), then bonuses."""
-    return await renew_due(pool, now=now) + await grant_due_bonuses(pool, now=now)
+    """Reminders, renewals (a renewed period's first month may be due), then bonuses."""
+    reminded = await remind_due(pool, now=now)
+    return reminded + await renew_due(pool, now=now) + await grant_due_bonuses(pool, now=now)
+
+
+async def remind_due(pool: Pool, *, now: datetime) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(queries.DUE_FOR_REMINDER, now + REMINDER_BEFORE, now, BATCH_MAX)
+        for row in rows:
+            await outbox.record(
+                conn,
+                "membership.renewal_due",
+                partner_id=row["partner_id"],
+                shopper_id=row["shopper_id"],
+                payload={
+                    "membership_id": row["id"],
+                    "shopper_id": row["shopper_id"],
+                    "period_no": row["period_no"],
+                    "plan_name": row["plan_name"],
+                    "price_minor": row["price_minor"],
+                    "currency": row["currency"],
+                    "renews_at": row["period_end"].isoformat(),
+                },
+            )
+            await conn.execute(queries.SET_REMINDED, row["id"])
+    return len(rows)
 
 
 async def renew_due(pool: Pool, *, now: datetime) -> int:
