@@ -224,3 +224,22 @@ async def cancel_after(
     after = await pool.fetchval("SELECT ledger.balance('network:membership_fees', NULL)")
     assert after - before == cancelled.refunded_minor * 10_000  # micros per EUR cent
     return 1
+
+
+async def test_verify_reports_membership_money_that_no_longer_matches_the_ledger(
+    pool: asyncpg.Pool,
+) -> None:
+    seller = await program.partner(pool, "tamper-seller")
+    holder = await program.shopper(pool, seller)
+    membership_id = await sell(pool, seller, holder.card_number, await plan(pool, code="tamper"))
+    assert await books(pool) == []
+    tamper = "UPDATE membership_charges SET fee_minor = fee_minor + $2 WHERE membership_id = $1"
+    await pool.execute(tamper, membership_id, 1)
+    try:
+        async with pool.acquire() as conn:
+            problems = await verify.verify(conn)
+        assert {(p.invariant, p.check) for p in problems} == {(8, "membership_money")}
+        assert {p.account for p in problems} == {None, "network:membership_fees"}
+    finally:
+        await pool.execute(tamper, membership_id, -1)
+    assert await books(pool) == []
