@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contracts.membership import MembershipCancel, MembershipSale, PlanBenefits, PlanCreate
-from contracts.partners import RedemptionRequest
+from contracts.partners import RedemptionRequest, RefundRequest
 from ledger import settlement, verify
 from partners import operations
 from partners.membership import renewal, service, terms
@@ -128,6 +128,19 @@ async def test_an_ended_membership_without_auto_renew_expires_and_stops_the_bene
     ]
     quoted = await program.quote(pool, seller, 10_000, card_number=holder.card_number)
     assert quoted.points == 150
+    original_ref = await pool.fetchval(
+        "SELECT partner_ref FROM partner_transactions WHERE id = $1::uuid", member.transaction_id
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        refunded = await operations.refund(
+            conn,
+            seller,
+            RefundRequest(partner_ref=f"rf-{next(_refs)}", original_partner_ref=original_ref),
+            idempotency_key=f"rf-{next(_refs)}",
+        )
+    # the whole purchase back: the partner's 100 and the network's 50 membership points
+    assert (refunded.points_refunded, refunded.network_points_refunded) == (100, 50)
+    assert refunded.balance == 0
 
     await backdate(pool, membership_id, datetime.now(UTC) - timedelta(days=32))
     assert await renewal.run(pool, now=datetime.now(UTC)) == 1
