@@ -5,6 +5,7 @@ exactly, and the books verify. Expected figures are computed by hand in the comm
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
@@ -298,3 +299,50 @@ async def test_plans_are_versioned_and_an_older_version_stops_selling(
         headers=admin,
     )
     assert bad.status_code == 400
+
+
+async def test_a_sale_sent_in_parallel_makes_one_membership(
+    http: httpx.AsyncClient,
+    base_url: str,
+    database_url: str,
+    signing_key: SigningKey,
+    seller: Onboarded,
+) -> None:
+    plan = await http.post(
+        "/v1/operator/membership-plans",
+        json={**PLUS, "code": "plus-parallel"},
+        headers=admin_headers(signing_key),
+    )
+    async with seller.client(base_url) as at_seller:
+        card = (await at_seller.enroll()).card_number
+    body = {
+        "partner_ref": ref(),
+        "card_number": card,
+        "plan_id": plan.json()["id"],
+        "price_minor": 1_000,
+        "currency": "EUR",
+    }
+    path = "/v1/memberships"
+    same_key = await asyncio.gather(
+        *(send(http, base_url, seller, "POST", path, body, key="parallel") for _ in range(5))
+    )
+    other_ref = {**body, "partner_ref": ref()}
+    other_keys = await asyncio.gather(
+        *(send(http, base_url, seller, "POST", path, other_ref) for _ in range(3))
+    )
+    assert {r.status_code for r in same_key} <= {201, 409}
+    created = [r for r in same_key if r.status_code == 201]
+    assert len({r.json()["id"] for r in created}) == 1
+    # another ref for the same shopper: the one active membership refuses every one of them
+    assert [r.json()["code"] for r in other_keys] == ["membership_active"] * 3
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM memberships m JOIN shopper_cards c USING (shopper_id)"
+            " WHERE c.card_number = $1",
+            card,
+        )
+    finally:
+        await conn.close()
+    assert rows == 1
+    await books_verify(database_url)
