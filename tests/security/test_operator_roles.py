@@ -62,6 +62,11 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("PUT", "/v1/operator/partners/{partner_id}/finance-contact"): "admin",
     ("PUT", "/v1/operator/points-lifetime"): "admin",
     ("PUT", "/v1/operator/settlement-cycle"): "admin",
+    ("GET", "/v1/operator/membership-plans"): "admin finance support auditor",
+    ("GET", "/v1/operator/membership-plans/{plan_id}"): "admin finance support auditor",
+    ("GET", "/v1/operator/memberships/{membership_id}"): "admin finance support auditor",
+    ("POST", "/v1/operator/membership-plans"): "admin",
+    ("POST", "/v1/operator/memberships/{membership_id}/cancel"): "admin",
 }
 
 
