@@ -26,6 +26,7 @@ from gateway.console import (
     pages_records,
     pages_session,
     pages_settlements,
+    pages_shoppers,
 )
 from gateway.console.formatting import FILTERS
 from gateway.console.web import COOKIE_PATH, EXCEPTION_HANDLERS, load_user
@@ -79,6 +80,7 @@ def router(settings: Settings) -> Router:
             *pages_partners.ROUTES,
             *pages_settlements.ROUTES,
             *pages_records.ROUTES,
+            *pages_shoppers.ROUTES,
         ],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         before_request=load_user,

@@ -55,6 +55,7 @@ async def network(
     holder = await program.shopper(pool, grocer.partner_id)
     for amount_minor in (4_250, 12_990, 799):
         await program.buy(pool, grocer.partner_id, holder.card_number, amount_minor)
+    other_holder = await program.shopper(pool, fuel.partner_id)  # for the merge confirmation
     await program.campaign(pool, None, bonus_points=50, budget_points=10_000)
     start = datetime.now(UTC) - timedelta(hours=1)
     async with pool.acquire() as conn, conn.transaction():
@@ -79,6 +80,8 @@ async def network(
         )
     return {
         "card": holder.card_number,
+        "shopper": str(holder.shopper_id),
+        "card2": other_holder.card_number,
         "partner": str(grocer.partner_id),
         "other": str(fuel.partner_id),
         "period": str(period.period_id),
@@ -98,7 +101,12 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("close-confirm", "/console/settlements/close?period_end=2026-01-01T00:00"),
         ("reconciliations", "/console/reconciliations"),
         ("reconciliation", f"/console/reconciliations/{n['reconciliation']}"),
-        ("shoppers", f"/console/shoppers?card={n['card']}"),
+        ("shoppers", "/console/shoppers"),
+        ("shopper", f"/console/shoppers?card={n['card']}"),
+        ("shopper-merge", f"/console/shoppers/{n['shopper']}/merge?card={n['card2']}"),
+        ("shopper-replace", f"/console/shoppers/{n['shopper']}/replace?card={n['card']}"),
+        ("shopper-goodwill", f"/console/shoppers/{n['shopper']}/goodwill?points=50&reason=late"),
+        ("shopper-erase", f"/console/shoppers/{n['shopper']}/erase"),
         ("campaigns", "/console/campaigns"),
         ("audit", "/console/audit"),
     ]
