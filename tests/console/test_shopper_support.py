@@ -4,13 +4,18 @@ finance and auditor users are refused the pages and a forged POST."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, expect
 
 from gateway.tokens import SigningKey
+from partners import keybox
+from shoppers import identity
 from shoppers import support as shopper_support
+from shoppers.identity import PhoneHasher
 from tests.console.browser import csrf_token, sign_in
 from tests.support import program
 from tests.support.partner_network import onboard
@@ -164,3 +169,42 @@ async def test_finance_and_auditor_are_refused_the_page_and_a_forged_post(
     )
     assert forged.status == 403
     assert await program.balance(pool, card) == points
+
+
+async def test_support_finds_a_shopper_by_phone_and_erases_them_at_their_request(
+    context: BrowserContext,
+    support: str,
+    pool: asyncpg.Pool,
+    partner_id: int,
+    base_url: str,
+    data_dir: Path,
+) -> None:
+    card = await _shopper_with_points(pool, partner_id, 4_000)
+    # The server's master key keys the phone hash: link the phone as the API would.
+    master = keybox.parse_master_key((data_dir / keybox.KEY_FILE_NAME).read_text())
+    async with pool.acquire() as conn, conn.transaction():
+        shopper_id = await conn.fetchval(
+            "SELECT shopper_id FROM shopper_cards WHERE card_number = $1", card
+        )
+        await identity.link_phone(conn, PhoneHasher(master), shopper_id, "+44 20 7946 0123")
+
+    page = await sign_in(context, support)
+    await page.goto("/console/shoppers")
+    await page.get_by_label("Card number or phone").fill("0044 20 7946 0123")
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Shopper {shopper_id}")
+
+    await page.get_by_role("link", name="Erase personal data…").click()
+    await page.get_by_role("button", name="Confirm erase personal data").click()
+    await expect(page.get_by_role("status")).to_have_text("The shopper's personal data is erased.")
+    await page.get_by_label("Card number or phone").fill(card)
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("alert")).to_contain_text("shopper_erased")
+
+    async with pool.acquire() as conn:
+        erased_at = await conn.fetchval("SELECT erased_at FROM shoppers WHERE id = $1", shopper_id)
+    assert erased_at is not None
+    (entry,) = [
+        e for e in await _audit(pool, "shopper.erase") if e["subject"] == f"shopper:{shopper_id}"
+    ]
+    assert entry["actor"] == support
