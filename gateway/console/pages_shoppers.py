@@ -227,7 +227,8 @@ async def _replace(
 
     async def work(conn: Conn) -> str:
         this = await support.overview(conn, shopper_id, now=now)
-        if card not in {c.card_number for c in this.cards}:
+        status = {c.card_number: c.status for c in this.cards}.get(card)
+        if status is None:
             raise NotFoundException()  # another shopper's card is not this page's to block
         blocked = await identity.block_card(conn, card, reason=reason, operator=_actor(user))
         replaced = await identity.replace_card(
@@ -238,7 +239,7 @@ async def _replace(
             user,
             "card.replace",
             _subject(shopper_id),
-            before={"card": card, "state": "active"},
+            before={"card": card, "state": status},
             after={
                 "card": card,
                 "state": replaced.old_card.status,

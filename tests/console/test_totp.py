@@ -4,17 +4,20 @@ mandatory for a role and its users enrol right after the password; `totp-reset`.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pyotp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from gateway.console import cli_users, totp
+from gateway.console import cli_users, totp, users
 from gateway.tokens import Role
-from tests.console.browser import csrf_token, sign_in
+from partners.keybox import KeyBox
+from tests.console.browser import PASSWORD, csrf_token, sign_in
 from tests.console.conftest import make_user
 
 
@@ -152,3 +155,33 @@ async def test_only_an_admin_changes_the_policy_and_a_forged_post_is_refused(
     assert forged.status == 403
     async with pool.acquire() as conn:
         assert await totp.is_required(conn, Role.FINANCE) is False
+
+
+async def test_wrong_codes_count_toward_the_lockout(pool: asyncpg.Pool) -> None:
+    box = KeyBox(secrets.token_bytes(32))
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        user = await users.create_user(
+            conn, "lock@ops.test", Role.AUDITOR, PASSWORD, created_by="t"
+        )
+        secret = (await totp.start_enrolment(conn, box, user.user_id, user.email)).secret
+        good = pyotp.TOTP(secret).at(now)
+        assert await totp.confirm_enrolment(conn, box, user.user_id, good, now=now)
+    later = now + timedelta(seconds=totp.STEP_S)
+    async with pool.acquire() as conn, conn.transaction():
+        session = await users.sign_in(conn, user.email, PASSWORD, now=later)
+        assert isinstance(session, users.Session)
+        assert session.user.stage == users.STAGE_TOTP
+        wrong = "000000" if pyotp.TOTP(secret).at(later) != "000000" else "111111"
+        outcomes = [
+            await users.second_step(conn, box, session.token, wrong, now=later)
+            for _ in range(users.FAILURES_MAX)
+        ]
+        assert outcomes[:-1] == [users.Refused(locked=False)] * (users.FAILURES_MAX - 1)
+        assert outcomes[-1] == users.Refused(locked=True)
+        # The pending session is gone, and the password alone is refused until the window ends.
+        right = pyotp.TOTP(secret).at(later)
+        assert await users.second_step(conn, box, session.token, right, now=later) is None
+        assert await users.sign_in(conn, user.email, PASSWORD, now=later) == users.Refused(
+            locked=True
+        )
