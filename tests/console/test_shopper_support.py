@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 
 from gateway.tokens import SigningKey
+from ledger import verify
 from partners import keybox
 from shoppers import identity
 from shoppers import support as shopper_support
@@ -208,3 +209,9 @@ async def test_support_finds_a_shopper_by_phone_and_erases_them_at_their_request
         e for e in await _audit(pool, "shopper.erase") if e["subject"] == f"shopper:{shopper_id}"
     ]
     assert entry["actor"] == support
+
+
+async def test_the_ledger_verifies_after_the_support_actions(pool: asyncpg.Pool) -> None:
+    # Runs after the merge, reissue, goodwill and erasure above (same module, same database).
+    async with pool.acquire() as conn:
+        assert await verify.verify(conn) == []
