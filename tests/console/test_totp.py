@@ -4,10 +4,14 @@ mandatory for a role and its users enrol right after the password; `totp-reset`.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pyotp
@@ -185,3 +189,42 @@ async def test_wrong_codes_count_toward_the_lockout(pool: asyncpg.Pool) -> None:
         assert await users.sign_in(conn, user.email, PASSWORD, now=later) == users.Refused(
             locked=True
         )
+
+
+async def test_the_cli_resets_totp_and_refuses_an_unknown_email(
+    database_url: str, data_dir: Path, pool: asyncpg.Pool
+) -> None:
+    box = KeyBox(secrets.token_bytes(32))
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        user = await users.create_user(conn, "lost@ops.test", Role.ADMIN, PASSWORD, created_by="t")
+        secret = (await totp.start_enrolment(conn, box, user.user_id, user.email)).secret
+        assert await totp.confirm_enrolment(
+            conn, box, user.user_id, pyotp.TOTP(secret).at(now), now=now
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COALITION_")}
+    env.update({"DATABASE_URL": database_url, "COALITION_DATA_DIR": str(data_dir)})
+
+    def run(email: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "user", "totp-reset", email],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+    reset = run("Lost@Ops.test")
+    assert reset.returncode == 0, reset.stderr
+    assert "TOTP reset for" in reset.stdout
+    unknown = run("nobody@ops.test")
+    assert unknown.returncode != 0
+    assert "no console user" in unknown.stderr
+    async with pool.acquire() as conn:
+        assert await totp.is_enrolled(conn, user.user_id) is False
+        actor = await conn.fetchval(
+            "SELECT actor FROM console.audit_log WHERE action = 'totp.reset' AND subject = $1",
+            "user:lost@ops.test",
+        )
+    assert actor == "cli"
