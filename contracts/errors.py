@@ -89,6 +89,12 @@ class ErrorCode(StrEnum):
     EMAIL_INVALID = "email_invalid"
     LOCALE_UNSUPPORTED = "locale_unsupported"
     UNSUBSCRIBE_TOKEN_INVALID = "unsubscribe_token_invalid"  # noqa: S105 (a code, not a secret)
+    # paid membership (issue 19)
+    MEMBERSHIP_PLAN_INVALID = "membership_plan_invalid"
+    MEMBERSHIP_PLAN_NOT_SELLABLE = "membership_plan_not_sellable"
+    MEMBERSHIP_PRICE_MISMATCH = "membership_price_mismatch"
+    MEMBERSHIP_ACTIVE = "membership_active"
+    MEMBERSHIP_NOT_ACTIVE = "membership_not_active"
     # challenges and badges (issue 19)
     CHALLENGE_INVALID = "challenge_invalid"
 

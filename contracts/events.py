@@ -97,6 +97,23 @@ class PointsExpiring(_Data):
     days_before: int | None = None  # which notice this is (30, 7: COALITION_EXPIRY_NOTICE_DAYS)
 
 
+class MembershipChanged(_Data):
+    """A membership you sold: sold, renewed (a new period's fee is due from you) or
+    cancelled (refund_minor returned to the shopper at your till)."""
+
+    membership_id: int
+    plan_id: int
+    shopper_id: int
+    partner_ref: str
+    status: str
+    period_no: int
+    period_end: Timestamp
+    price_minor: int | None = None
+    refund_minor: int | None = None
+    points_reversed: int | None = None
+    points_debt: int | None = None
+
+
 class ChallengeAward(_Data):
     """A shopper completed one of your challenges (points granted, funded by you), or a refund
     took their progress below the goal and the award was clawed back. `grant` counts the times
@@ -143,6 +160,15 @@ _TYPES: dict[str, tuple[type[_Data], str]] = {
     "points.expiring": (
         PointsExpiring,
         "Points of a shopper who consented to you will expire soon.",
+    ),
+    "membership.sold": (MembershipChanged, "You sold a paid membership."),
+    "membership.renewed": (
+        MembershipChanged,
+        "A membership you sold renewed for a new term; its fee is on your statement.",
+    ),
+    "membership.cancelled": (
+        MembershipChanged,
+        "A membership you sold was cancelled; refund the prorated fee (refund_minor).",
     ),
     "challenge.completed": (
         ChallengeAward,

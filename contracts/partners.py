@@ -143,7 +143,7 @@ class PurchaseRequest(_Request):
     lines: Annotated[list[Line], msgspec.Meta(max_length=LINES_MAX)] | None = None
 
 
-BreakdownKind = Literal["base", "tier_bonus", "campaign", "referral"]
+BreakdownKind = Literal["base", "tier_bonus", "campaign", "referral", "membership"]
 Payer = Literal["partner", "network"]
 
 
@@ -151,7 +151,8 @@ class BreakdownItem(_Response):
     """One component of the points a purchase earns; the items sum to `points_earned`.
 
     `paid_by`: "partner" items are issued at the partner's issue price in the purchase's earn
-    entry; "network" items (network campaigns, referral bonuses) are paid by network marketing.
+    entry; "network" items (network campaigns, referral bonuses, a paid membership's extra
+    points) are paid by network marketing.
     """
 
     kind: BreakdownKind

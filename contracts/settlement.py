@@ -126,6 +126,10 @@ class Statement(_Response):
     state_changed_at: datetime | None
     state_reason: str | None
     created_at: datetime
+    # Membership fees the partner collected, net of its sales commission, and their refunds
+    # (positive: owed to the network); part of the closing balance, not of adjustments.
+    membership_count: int = 0
+    membership_micros: int = 0
 
 
 class StatementPage(_Response):

@@ -93,6 +93,11 @@ STATUS_BY_DOMAIN_CODE: dict[str, int] = {
     # a service refusing an argument (ledger.settlement.InvalidInput, partners RulesInvalid):
     # the same 400 as a contract's validation, not an undocumented 422
     ErrorCode.VALIDATION_FAILED: 400,
+    # paid membership (partners/membership)
+    ErrorCode.MEMBERSHIP_PLAN_INVALID: 400,
+    ErrorCode.MEMBERSHIP_PLAN_NOT_SELLABLE: 409,
+    ErrorCode.MEMBERSHIP_ACTIVE: 409,
+    ErrorCode.MEMBERSHIP_NOT_ACTIVE: 409,
     # everything else (insufficient_points, refund_exceeds_original, ...) is 422
 }
 DOMAIN_STATUS_DEFAULT = 422

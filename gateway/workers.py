@@ -19,6 +19,7 @@ from gateway import availability, metrics, ops_metrics
 from infra.settings import Settings
 from ledger import service as ledger
 from ledger import settlement
+from partners.membership import renewal as membership_renewal
 from partners.webhooks import fanout as webhook_fanout
 from partners.webhooks.worker import WebhookWorker
 from shoppers import aggregates, expiry, segments, tiers
@@ -36,6 +37,7 @@ TIER_REVIEW_INTERVAL_S = 3600.0  # reviews act only on shoppers whose yearly rev
 EXPIRY_NOTICE_INTERVAL_S = 600.0
 AGGREGATES_INTERVAL_S = 1.0
 SEGMENTS_INTERVAL_S = 60.0
+MEMBERSHIP_INTERVAL_S = 60.0
 
 JobFn = Callable[[asyncpg.Pool], Awaitable[int]]
 
@@ -122,6 +124,10 @@ async def _record_expiry_notices(pool: asyncpg.Pool) -> int:
     return await expiry.record_expiry_notices(pool, now=datetime.now(UTC))
 
 
+async def _run_memberships(pool: asyncpg.Pool) -> int:
+    return await membership_renewal.run(pool, now=datetime.now(UTC))
+
+
 async def _refresh_segments(pool: asyncpg.Pool) -> int:
     return await segments.refresh_segments(pool, now=datetime.now(UTC))
 
@@ -150,6 +156,8 @@ def default_jobs() -> list[Job]:
         # The refresh itself runs at most hourly across processes; this is how often to ask.
         Job("shoppers.refresh_segments", SEGMENTS_INTERVAL_S, _refresh_segments),
         Job("ops.sample_metrics", ops_metrics.SAMPLE_INTERVAL_S, ops_metrics.sample),
+        # Renewals at the end of a term, then monthly bonuses, each exactly once.
+        Job("memberships.renew_and_grant", MEMBERSHIP_INTERVAL_S, _run_memberships),
     ]
 
 

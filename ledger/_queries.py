@@ -16,6 +16,7 @@ REFUND_EARN = "SELECT ledger.refund_earn($1, $2, $3, $4::jsonb)"
 REFUND_BURN = "SELECT ledger.refund_burn($1, $2, $3, $4, $5::jsonb)"
 TRANSFER_ALL = "SELECT ledger.transfer_all($1, $2, $3, $4::jsonb)"
 SETTLEMENT_PAYMENT = "SELECT ledger.settlement_payment($1, $2, $3, $4::jsonb)"
+MEMBERSHIP_CHARGE = "SELECT ledger.membership_charge($1, $2, $3, $4, $5, $6, $7::jsonb)"
 
 RELEASE_EXPIRED_HOLDS = "SELECT ledger.release_expired_holds($1, $2)"
 EXPIRE_LOTS = "SELECT ledger.expire_lots($1, $2)"

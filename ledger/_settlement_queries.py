@@ -103,11 +103,17 @@ moves AS (
         coalesce(sum(micros) FILTER (WHERE kind IN ('refund_earn', 'refund_burn')), 0)::bigint
             AS refunds_micros,
         count(*) FILTER (WHERE kind NOT IN ('earn', 'burn', 'capture', 'refund_earn',
-                                            'refund_burn', 'settlement_payment'))
+                                            'refund_burn', 'settlement_payment',
+                                            'membership_fee', 'membership_refund'))
             AS adjustments_count,
         coalesce(sum(micros) FILTER (WHERE kind NOT IN ('earn', 'burn', 'capture',
-            'refund_earn', 'refund_burn', 'settlement_payment')), 0)::bigint
+            'refund_earn', 'refund_burn', 'settlement_payment', 'membership_fee',
+            'membership_refund')), 0)::bigint
             AS adjustments_micros,
+        count(*) FILTER (WHERE kind IN ('membership_fee', 'membership_refund'))
+            AS membership_count,
+        coalesce(sum(micros) FILTER (WHERE kind IN ('membership_fee', 'membership_refund')),
+                 0)::bigint AS membership_micros,
         coalesce(sum(micros) FILTER (WHERE kind = 'settlement_payment'), 0)::bigint
             AS payments_micros
     FROM moves GROUP BY partner_id
@@ -135,6 +141,8 @@ WITH {_MOVES}, prior AS (
         coalesce(b.refunds_micros, 0) AS refunds_micros,
         coalesce(b.adjustments_count, 0) AS adjustments_count,
         coalesce(b.adjustments_micros, 0) AS adjustments_micros,
+        coalesce(b.membership_count, 0) AS membership_count,
+        coalesce(b.membership_micros, 0) AS membership_micros,
         coalesce(b.payments_micros, 0) AS payments_micros
     FROM who w
     LEFT JOIN buckets b ON b.partner_id = w.partner_id
@@ -142,20 +150,22 @@ WITH {_MOVES}, prior AS (
 ), due AS (
     SELECT f.*,
         f.carried_in + f.issued_micros + f.redeemed_micros + f.refunds_micros
-            + f.adjustments_micros AS to_settle
+            + f.adjustments_micros + f.membership_micros AS to_settle
     FROM figures f
 )
 INSERT INTO settlement.statement (
     period_id, partner_id, opening_balance_micros, issued_count, issued_points, issued_micros,
     redeemed_count, redeemed_points, redeemed_micros, refunds_count, refunds_micros,
     adjustments_count, adjustments_micros, payments_micros, closing_balance_micros,
-    carried_in_micros, payment_due_micros, carried_out_micros, minor_unit_micros)
+    carried_in_micros, payment_due_micros, carried_out_micros, minor_unit_micros,
+    membership_count, membership_micros)
 SELECT $1, partner_id, opening, issued_count, issued_points, issued_micros,
     redeemed_count, redeemed_points, redeemed_micros, refunds_count, refunds_micros,
     adjustments_count, adjustments_micros, payments_micros,
     opening + issued_micros + redeemed_micros + refunds_micros + adjustments_micros
-        + payments_micros,
-    carried_in, (to_settle / $3) * $3, to_settle - (to_settle / $3) * $3, $3
+        + membership_micros + payments_micros,
+    carried_in, (to_settle / $3) * $3, to_settle - (to_settle / $3) * $3, $3,
+    membership_count, membership_micros
 FROM due
 ORDER BY partner_id
 """
@@ -184,7 +194,8 @@ s.opening_balance_micros, s.issued_count, s.issued_points, s.issued_micros, s.re
 s.redeemed_points, s.redeemed_micros, s.refunds_count, s.refunds_micros, s.adjustments_count,
 s.adjustments_micros, s.payments_micros, s.closing_balance_micros, s.carried_in_micros,
 s.payment_due_micros, s.carried_out_micros, s.minor_unit_micros, s.payment_entry_id,
-s.state_changed_by, s.state_changed_at, s.state_reason, s.created_at
+s.state_changed_by, s.state_changed_at, s.state_reason, s.created_at, s.membership_count,
+s.membership_micros
 """
 
 STATEMENT = f"""

@@ -58,6 +58,7 @@ __all__ = [
     "held_account",
     "history",
     "hold",
+    "membership_charge",
     "network_account",
     "refund_burn",
     "refund_earn",
@@ -91,6 +92,8 @@ NETWORK_PURPOSES = (
     "bank",
     "marketing",
     "points_debt",
+    "membership_fees",
+    "membership_commission",
 )
 _ACCOUNT_NAME = re.compile(
     r"^(shopper:[1-9][0-9]*:(wallet|held)|partner:[0-9]+:settlement|network:("
@@ -413,6 +416,32 @@ async def settlement_payment(
         idempotency_key,
         partner_id,
         amount_micros,
+        _json(metadata),
+    )
+
+
+async def membership_charge(
+    conn: Conn,
+    *,
+    idempotency_key: str,
+    kind: Literal["membership_fee", "membership_refund"],
+    partner_id: int,
+    fee_micros: int,
+    commission_micros: int,
+    corrects_entry_id: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> EntryResult:
+    """A membership fee the partner collected (it owes the fee minus its commission to the
+    network), or a refund of part of one (the reverse, correcting the fee's entry)."""
+    return await _operation(
+        conn,
+        _queries.MEMBERSHIP_CHARGE,
+        idempotency_key,
+        kind,
+        partner_id,
+        fee_micros,
+        commission_micros,
+        corrects_entry_id,
         _json(metadata),
     )
 

@@ -127,6 +127,8 @@ CSV_COLUMNS = (
     "carried_out_micros",
     "payer",
     "payment_minor",
+    "membership_count",
+    "membership_micros",
 )
 
 
@@ -729,6 +731,8 @@ def _statement(row: asyncpg.Record) -> Statement:
         state_changed_at=row["state_changed_at"],
         state_reason=row["state_reason"],
         created_at=row["created_at"],
+        membership_count=row["membership_count"],
+        membership_micros=row["membership_micros"],
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from contracts.money import minor_unit_micros
 from infra.db import Conn
 from ledger import _chain
 
@@ -161,6 +162,59 @@ ORDER BY be.block_id, be.entry_id
 """
 
 
+# Membership money (issue 19): every charge row against its ledger entry, every membership
+# entry against a charge row, and the two membership revenue accounts against the charges.
+# $2 is the network currency's minor unit in micros.
+MEMBERSHIP_CHARGES_UNMATCHED = """
+SELECT c.membership_id, c.period_no, c.kind, c.ledger_entry_id,
+       c.fee_minor, c.commission_minor, e.kind AS entry_kind,
+       (e.args ->> 'fee_micros')::bigint AS fee_micros,
+       (e.args ->> 'commission_micros')::bigint AS commission_micros,
+       (SELECT sum(p.amount) FROM ledger.posting p
+        JOIN ledger.account a ON a.account_id = p.account_id
+        WHERE p.entry_id = e.entry_id AND a.owner_kind = 'partner'
+          AND a.owner_id = c.partner_id AND a.purpose = 'settlement')::bigint AS partner_micros
+FROM public.membership_charges c
+LEFT JOIN ledger.entry e ON e.entry_id = c.ledger_entry_id
+WHERE c.fee_minor > 0 AND (
+    e.entry_id IS NULL
+    OR e.kind <> CASE c.kind WHEN 'refund' THEN 'membership_refund' ELSE 'membership_fee' END
+    OR e.partner_id <> c.partner_id
+    OR (e.args ->> 'fee_micros')::bigint <> c.fee_minor * $2
+    OR (e.args ->> 'commission_micros')::bigint <> c.commission_minor * $2
+    OR (SELECT sum(p.amount) FROM ledger.posting p
+        JOIN ledger.account a ON a.account_id = p.account_id
+        WHERE p.entry_id = e.entry_id AND a.owner_kind = 'partner'
+          AND a.owner_id = c.partner_id AND a.purpose = 'settlement')
+       IS DISTINCT FROM (CASE c.kind WHEN 'refund' THEN -1 ELSE 1 END)
+                        * (c.fee_minor - c.commission_minor) * $2)
+ORDER BY c.membership_id, c.period_no, c.kind LIMIT $1
+"""
+MEMBERSHIP_ENTRIES_WITHOUT_CHARGE = """
+SELECT e.entry_id, e.kind FROM ledger.entry e
+WHERE e.kind IN ('membership_fee', 'membership_refund')
+  AND NOT EXISTS (SELECT 1 FROM public.membership_charges c WHERE c.ledger_entry_id = e.entry_id)
+ORDER BY e.entry_id LIMIT $1
+"""
+MEMBERSHIP_ACCOUNTS = """
+SELECT
+    (SELECT coalesce(sum(CASE kind WHEN 'refund' THEN fee_minor ELSE -fee_minor END), 0)
+     FROM public.membership_charges)::bigint * $1 AS fees_expected,
+    (SELECT coalesce(sum(CASE kind WHEN 'refund' THEN -commission_minor
+                                   ELSE commission_minor END), 0)
+     FROM public.membership_charges)::bigint * $1 AS commission_expected,
+    (SELECT coalesce(sum(p.amount), 0) FROM ledger.posting p JOIN ledger.account a
+     ON a.account_id = p.account_id WHERE a.name = 'network:membership_fees')::bigint
+        AS fees_posted,
+    (SELECT coalesce(sum(p.amount), 0) FROM ledger.posting p JOIN ledger.account a
+     ON a.account_id = p.account_id WHERE a.name = 'network:membership_commission')::bigint
+        AS commission_posted
+"""
+NETWORK_CURRENCY = "SELECT currency::text FROM public.network_settings"
+MEMBERSHIP_CHECK = "membership_money"
+MEMBERSHIP_INVARIANT = 8  # beyond DESIGN.md's seven: membership money matches its records
+
+
 async def verify(conn: Conn) -> list[Problem]:
     """Every broken invariant, or an empty list when the books are sound."""
     if conn.is_in_transaction():
@@ -179,6 +233,53 @@ async def _verify(conn: Conn) -> list[Problem]:
     problems += await _wallets_never_overdrawn(conn, balances)
     problems += await _append_only(conn)
     problems += await _hash_chain(conn)
+    problems += await _membership_money(conn)
+    return problems
+
+
+async def _membership_money(conn: Conn) -> list[Problem]:
+    """Fees, commissions and refunds of memberships reconcile with the ledger."""
+    unit = minor_unit_micros(await conn.fetchval(NETWORK_CURRENCY))
+    problems = [
+        Problem(
+            invariant=MEMBERSHIP_INVARIANT,
+            check=MEMBERSHIP_CHECK,
+            detail=(
+                f"membership {r['membership_id']} {r['kind']} of period {r['period_no']}: "
+                f"fee {r['fee_minor']} commission {r['commission_minor']} (minor) do not match "
+                f"entry {r['ledger_entry_id']} ({r['entry_kind']}: fee {r['fee_micros']}, "
+                f"commission {r['commission_micros']}, partner {r['partner_micros']} micros)"
+            ),
+            entry_id=r["ledger_entry_id"],
+        )
+        for r in await conn.fetch(MEMBERSHIP_CHARGES_UNMATCHED, PROBLEMS_PER_CHECK_MAX, unit)
+    ]
+    problems += [
+        Problem(
+            invariant=MEMBERSHIP_INVARIANT,
+            check=MEMBERSHIP_CHECK,
+            detail=f"{r['kind']} entry without a membership charge",
+            entry_id=r["entry_id"],
+        )
+        for r in await conn.fetch(MEMBERSHIP_ENTRIES_WITHOUT_CHARGE, PROBLEMS_PER_CHECK_MAX)
+    ]
+    sums = await conn.fetchrow(MEMBERSHIP_ACCOUNTS, unit)
+    assert sums is not None, "an aggregate always returns a row"
+    for account, expected, posted in (
+        ("network:membership_fees", sums["fees_expected"], sums["fees_posted"]),
+        ("network:membership_commission", sums["commission_expected"], sums["commission_posted"]),
+    ):
+        if expected != posted:
+            problems.append(
+                Problem(
+                    invariant=MEMBERSHIP_INVARIANT,
+                    check=MEMBERSHIP_CHECK,
+                    detail="the membership charges and the account's postings differ",
+                    account=account,
+                    expected=expected,
+                    actual=posted,
+                )
+            )
     return problems
 
 

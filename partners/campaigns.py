@@ -225,7 +225,7 @@ async def shopper_facts(conn: Conn, shopper_id: int, *, now: datetime) -> Shoppe
     purchased = await conn.fetch(queries.PARTNERS_PURCHASED_AT, shopper_id)
     return facts_of(
         segments=row["segments"],
-        tier=await tiers.tier_of(conn, shopper_id),
+        tier=await tiers.effective_tier_of(conn, shopper_id, now=now),
         birth_date=row["birth_date"],
         purchased_at=(r["partner_id"] for r in purchased),
         time_zone=row["time_zone"],

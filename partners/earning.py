@@ -12,11 +12,16 @@ points posted (no item is derived from a rounded total).
 - campaign bonus = floor(eligible base x (multiplier - 10_000) / 10_000), or the fixed bonus,
   where the eligible base is the base of the campaign's category (or the whole base); then cut
   to what is left of the campaign's budget and the shopper's cap.
+- membership bonus (an active paid membership, partners/membership) =
+  floor(base x (plan multiplier - 10_000) / 10_000), plus, when the plan's tier floor is above
+  the qualified tier, the floor's tier bonus minus the qualified tier's; paid by the network
+  (network:marketing), never by the partner, in the purchase's network-paid entry.
 - below the partner's minimum basket the purchase earns nothing (a single base item of 0).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +37,7 @@ from shoppers import tiers
 
 UNCATEGORIZED = "uncategorized"  # the category stored for a line that names none
 
-Kind = Literal["base", "tier_bonus", "campaign", "referral"]
+Kind = Literal["base", "tier_bonus", "campaign", "referral", "membership"]
 Payer = Literal["partner", "network"]
 
 
@@ -116,12 +121,48 @@ class Assessment:
     base: int
     tier_bonus: int
     bonuses: tuple[Bonus, ...]  # in ascending campaign id: the award lock order
+    membership_bonus: int = 0  # paid by the network
 
     def fixed_items(self) -> list[Item]:
         items = [Item("base", self.base, "partner")]
         if self.tier_bonus > 0:
             items.append(Item("tier_bonus", self.tier_bonus, "partner"))
+        if self.membership_bonus > 0:
+            items.append(Item("membership", self.membership_bonus, "network"))
         return items
+
+
+@dataclass(frozen=True)
+class MembershipBenefit:
+    """What an active paid membership adds to a purchase (`NO_MEMBERSHIP`: nothing)."""
+
+    multiplier_bps: int
+    tier_floor: tiers.Tier | None
+
+    def bonus(self, base_points: int, tier: tiers.Tier) -> int:
+        extra = max(0, base_points * (self.multiplier_bps - BPS_ONE) // BPS_ONE)
+        if self.tier_floor is not None and self.tier_floor.rank > tier.rank:
+            extra += tier_bonus(base_points, self.tier_floor.multiplier_bps) - tier_bonus(
+                base_points, tier.multiplier_bps
+            )
+        return extra
+
+    def floored(self, tier: tiers.Tier) -> tiers.Tier:
+        """The tier campaign conditions see: at least the plan's floor."""
+        if self.tier_floor is not None and self.tier_floor.rank > tier.rank:
+            return self.tier_floor
+        return tier
+
+
+NO_MEMBERSHIP = MembershipBenefit(BPS_ONE, None)
+
+
+def membership_benefit_of(multiplier_bps: int | None, tier_floor: str | None) -> MembershipBenefit:
+    """The benefit from its columns (`queries.PURCHASE_CONTEXT`: NULL without a membership)."""
+    if multiplier_bps is None:
+        return NO_MEMBERSHIP
+    floor = None if tier_floor is None else tiers.TIER_BY_NAME[tier_floor]
+    return MembershipBenefit(multiplier_bps, floor)
 
 
 async def assess(
@@ -146,7 +187,14 @@ async def assess(
         return assess_read(partner_id, pricing, basket, rules, running, tiers.BASE_TIER, facts)
     tier = await tiers.tier_of(conn, shopper_id)
     facts = await campaigns.shopper_facts(conn, shopper_id, now=now)
-    return assess_read(partner_id, pricing, basket, rules, running, tier, facts)
+    row = await conn.fetchrow(queries.MEMBERSHIP_BENEFIT, shopper_id, now)
+    benefit = (
+        NO_MEMBERSHIP
+        if row is None
+        else membership_benefit_of(row["earn_multiplier_bps"], row["tier_floor"])
+    )
+    facts = dataclasses.replace(facts, tier_rank=benefit.floored(tier).rank)
+    return assess_read(partner_id, pricing, basket, rules, running, tier, facts, benefit)
 
 
 def assess_read(
@@ -157,9 +205,11 @@ def assess_read(
     running: Sequence[campaigns.CampaignRule],
     tier: tiers.Tier,
     facts: campaigns.ShopperFacts,
+    membership: MembershipBenefit = NO_MEMBERSHIP,
 ) -> Assessment:
     """The assessment from what was read: the partner's rules, its running campaigns (in id
-    order), the shopper's tier (the base tier for an anonymous quote) and facts."""
+    order), the shopper's qualified tier (the base tier for an anonymous quote), facts (their
+    tier already floored by the membership) and the membership's benefit."""
     if basket.amount_minor < rules.min_basket_minor:
         return Assessment(0, 0, ())
     base = base_earn(pricing, rules, basket)
@@ -170,7 +220,12 @@ def assess_read(
         and rule.shopper_holds(facts, partner_id=partner_id)
         and (wanted := rule.wanted(base.points, base.points_by_category)) > 0
     )
-    return Assessment(base.points, tier_bonus(base.points, tier.multiplier_bps), bonuses)
+    return Assessment(
+        base.points,
+        tier_bonus(base.points, tier.multiplier_bps),
+        bonuses,
+        membership.bonus(base.points, tier),
+    )
 
 
 def rules_of(

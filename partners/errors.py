@@ -144,3 +144,40 @@ class RulesInvalid(DomainError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+
+
+class MembershipPlanInvalid(DomainError):
+    code = ErrorCode.MEMBERSHIP_PLAN_INVALID
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
+class MembershipPlanNotSellable(DomainError):
+    code = ErrorCode.MEMBERSHIP_PLAN_NOT_SELLABLE
+
+    def __init__(self, plan_id: int) -> None:
+        super().__init__(f"membership plan {plan_id} is retired or replaced by a newer version")
+
+
+class MembershipPriceMismatch(DomainError):
+    code = ErrorCode.MEMBERSHIP_PRICE_MISMATCH
+
+    def __init__(self, *, price_minor: int, collected_minor: int) -> None:
+        super().__init__(
+            f"the plan costs {price_minor} (minor units), the sale says {collected_minor}"
+        )
+
+
+class MembershipActive(DomainError):
+    code = ErrorCode.MEMBERSHIP_ACTIVE
+
+    def __init__(self) -> None:
+        super().__init__("the shopper already has an active membership")
+
+
+class MembershipNotActive(DomainError):
+    code = ErrorCode.MEMBERSHIP_NOT_ACTIVE
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the membership is {status}, not active")

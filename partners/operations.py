@@ -154,7 +154,7 @@ async def purchase(
     holder, pricing = ctx.holder, ctx.pricing
     basket = earning.basket_of(req.amount_minor, req.lines)
     assessment = earning.assess_read(
-        partner_id, pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts
+        partner_id, pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts, ctx.membership
     )
     items = await earning.award(conn, assessment, holder.shopper_id)
     if ctx.referral_pending:
@@ -378,7 +378,7 @@ async def shopper_view(conn: Conn, card_number: str) -> ShopperView:
         expiring=[
             ExpiringPoints(points=lot.points, expires_at=lot.expires_at) for lot in wallet.expiring
         ],
-        tier=(await tiers.tier_of(conn, holder.shopper_id)).name,
+        tier=(await tiers.effective_tier_of(conn, holder.shopper_id, now=datetime.now(UTC))).name,
     )
 
 
@@ -649,10 +649,12 @@ def plain_purchase(
     if ctx.referral_pending:
         return None
     assessment = earning.assess_read(
-        partner_id, ctx.pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts
+        partner_id, ctx.pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts, ctx.membership
     )
     if assessment.bonuses:
         return None  # awarded under the campaign's lock, one purchase at a time
+    if assessment.membership_bonus > 0:
+        return None  # network-paid points: the single path's network entry
     items = tuple(assessment.fixed_items())
     assert all(item.paid_by == "partner" for item in items), items
     if sum(item.points for item in items) <= 0:
@@ -711,8 +713,9 @@ class _PurchaseContext:
     pricing: Pricing
     rules: earn_rules.Rules
     running: list[campaigns.CampaignRule]  # in id order: the award lock order
-    tier: tiers.Tier
-    facts: campaigns.ShopperFacts
+    tier: tiers.Tier  # qualified (the partner pays its tier bonus)
+    facts: campaigns.ShopperFacts  # the tier in them floored by a paid membership
+    membership: earning.MembershipBenefit
     expires_at: datetime  # of the points earned now, under the network's lifetime
     # False: no referral of this shopper waits for its reward, and none ever will (a referral
     # is registered only with the shopper's enrollment and rewarded_at never returns to NULL),
@@ -750,6 +753,9 @@ def purchase_context_of(
     if row["ref_taken"]:
         raise PartnerRefConflict(req.partner_ref)
     tier = tiers.BASE_TIER if row["tier"] is None else tiers.TIER_BY_NAME[row["tier"]]
+    membership = earning.membership_benefit_of(
+        row["membership_multiplier_bps"], row["membership_tier_floor"]
+    )
     return _PurchaseContext(
         holder=holder,
         pricing=pricing,
@@ -761,9 +767,10 @@ def purchase_context_of(
         ),
         running=campaigns.rules_from_json(row["running_campaigns"]),
         tier=tier,
+        membership=membership,
         facts=campaigns.facts_of(
             segments=row["segments"],
-            tier=tier,
+            tier=membership.floored(tier),
             birth_date=row["birth_date"],
             purchased_at=row["purchased_at"] or (),  # NULL: no first-purchase campaign runs
             time_zone=row["time_zone"],

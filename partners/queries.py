@@ -182,6 +182,14 @@ PARTNERS_PURCHASED_AT = """
 SELECT DISTINCT partner_id FROM partner_transactions WHERE shopper_id = $1 AND kind = 'purchase'
 """
 
+# The benefit of the shopper's active paid membership at $2 (no row: none); see
+# partners/membership. PURCHASE_CONTEXT reads the same columns.
+MEMBERSHIP_BENEFIT = """
+SELECT mp.earn_multiplier_bps, mp.tier_floor FROM memberships m
+JOIN membership_plans mp ON mp.id = m.plan_id
+WHERE m.shopper_id = $1 AND m.status = 'active' AND m.period_end > $2
+"""
+
 SHOPPER_FACTS = """
 SELECT s.birth_date,
        (SELECT time_zone FROM network_settings) AS time_zone,
@@ -258,9 +266,10 @@ NETWORK_TIME_ZONE = "SELECT time_zone FROM network_settings"
 # (`now()` is the transaction's start, as in PRICING_IN_EFFECT); whether partner_ref is taken
 # (REF_TAKEN); the earn rules (EARN_RULES, EARN_CATEGORIES); the running campaigns
 # (CAMPAIGNS_RUNNING_AT, at $4); the shopper's tier, birth date and segments (TIER_OF,
-# SHOPPER_FACTS); whether a referral of the shopper still waits for its reward; and the partners
-# the shopper has bought at (PARTNERS_PURCHASED_AT), read only when a running campaign has a
-# first-purchase condition, the only rule that looks at it. The expiry is EXPIRES_AT's
+# SHOPPER_FACTS); the benefit of an active paid membership (earn multiplier, tier floor:
+# partners/membership); whether a referral of the shopper still waits for its reward; and the
+# partners the shopper has bought at (PARTNERS_PURCHASED_AT), read only when a running campaign
+# has a first-purchase condition, the only rule that looks at it. The expiry is EXPIRES_AT's
 # expression (shoppers/queries.py) at $4. Parts about the shopper are NULL when the card is
 # unknown; the caller checks the parts in the order the purchase's errors are defined.
 # network_settings has one row; LIMIT 1 tells the planner so (unanalyzed, it guesses ~900 rows
@@ -307,6 +316,14 @@ SELECT ns.currency::text AS currency,
                    'per_shopper_cap_points', per_shopper_cap_points) ORDER BY id)
         FROM running) AS running_campaigns,
        (SELECT tier FROM shopper_tiers WHERE shopper_id = c.shopper_id) AS tier,
+       (SELECT mp.earn_multiplier_bps FROM memberships m
+        JOIN membership_plans mp ON mp.id = m.plan_id
+        WHERE m.shopper_id = c.shopper_id AND m.status = 'active'
+          AND m.period_end > $4::timestamptz) AS membership_multiplier_bps,
+       (SELECT mp.tier_floor FROM memberships m
+        JOIN membership_plans mp ON mp.id = m.plan_id
+        WHERE m.shopper_id = c.shopper_id AND m.status = 'active'
+          AND m.period_end > $4::timestamptz) AS membership_tier_floor,
        (SELECT birth_date FROM shoppers WHERE id = c.shopper_id) AS birth_date,
        ARRAY(SELECT segment FROM shopper_segments
              WHERE shopper_id = c.shopper_id ORDER BY segment) AS segments,

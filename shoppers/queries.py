@@ -21,6 +21,12 @@ TIER_OF = "SELECT tier FROM shopper_tiers WHERE shopper_id = $1"
 
 TIER_ROW = "SELECT tier, since, review_at FROM shopper_tiers WHERE shopper_id = $1"
 
+# The tier floor of the shopper's active paid membership at $2 (partners/membership), if any.
+MEMBERSHIP_TIER_FLOOR = """
+SELECT mp.tier_floor FROM memberships m JOIN membership_plans mp ON mp.id = m.plan_id
+WHERE m.shopper_id = $1 AND m.status = 'active' AND m.period_end > $2
+"""
+
 # Purchases net of their refunds over the 12 months before $2, for the shopper and every shopper
 # merged into it (their transactions keep the absorbed shopper's id). No upper bound: the
 # purchase being evaluated carries the database's clock, which may run ahead of ours.

@@ -31,6 +31,7 @@ __all__ = [
     "adopt_better_tier",
     "after_purchase",
     "earn_multiplier_bps",
+    "effective_tier_of",
     "qualification_of",
     "review_tiers",
     "tier_of",
@@ -96,6 +97,18 @@ def qualified_tier(q: Qualification) -> Tier:
 async def tier_of(conn: Conn, shopper_id: int) -> Tier:
     name = await conn.fetchval(queries.TIER_OF, shopper_id)
     return BASE_TIER if name is None else TIER_BY_NAME[name]
+
+
+async def effective_tier_of(conn: Conn, shopper_id: int, *, now: datetime) -> Tier:
+    """The tier the program treats the shopper as: the qualified one, raised to the floor of
+    an active paid membership (which never changes the stored, qualified tier)."""
+    tier = await tier_of(conn, shopper_id)
+    return floored(tier, await conn.fetchval(queries.MEMBERSHIP_TIER_FLOOR, shopper_id, now))
+
+
+def floored(tier: Tier, floor_name: str | None) -> Tier:
+    floor = None if floor_name is None else TIER_BY_NAME[floor_name]
+    return floor if floor is not None and floor.rank > tier.rank else tier
 
 
 async def earn_multiplier_bps(conn: Conn, shopper_id: int) -> int:
@@ -171,7 +184,8 @@ async def review_tiers(pool: Pool, *, now: datetime) -> int:
 async def tier_status(conn: Conn, shopper_id: int, *, now: datetime) -> TierStatus:
     """The tier, what qualifies it, and how far the next tier is."""
     row = await conn.fetchrow(queries.TIER_ROW, shopper_id)
-    tier = BASE_TIER if row is None else TIER_BY_NAME[row["tier"]]
+    qualified = BASE_TIER if row is None else TIER_BY_NAME[row["tier"]]
+    tier = floored(qualified, await conn.fetchval(queries.MEMBERSHIP_TIER_FLOOR, shopper_id, now))
     q = await qualification(conn, shopper_id, now=now)
     following = TIERS[tier.rank + 1] if tier.rank + 1 < len(TIERS) else None
     return TierStatus(

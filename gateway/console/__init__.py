@@ -24,8 +24,10 @@ from gateway.console import (
     pages_dashboard,
     pages_partners,
     pages_records,
+    pages_security,
     pages_session,
     pages_settlements,
+    pages_shoppers,
 )
 from gateway.console.formatting import FILTERS
 from gateway.console.web import COOKIE_PATH, EXCEPTION_HANDLERS, load_user
@@ -79,6 +81,8 @@ def router(settings: Settings) -> Router:
             *pages_partners.ROUTES,
             *pages_settlements.ROUTES,
             *pages_records.ROUTES,
+            *pages_shoppers.ROUTES,
+            *pages_security.ROUTES,
         ],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         before_request=load_user,

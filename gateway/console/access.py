@@ -25,6 +25,7 @@ class Area(StrEnum):
     SHOPPERS = "shoppers"
     CAMPAIGNS = "campaigns"
     AUDIT = "audit"
+    SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -39,6 +40,7 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.SHOPPERS: frozenset({A, S}),  # operator_shoppers.GUARDS
     Area.CAMPAIGNS: frozenset({A, F, S, U}),  # GET /v1/operator/campaigns
     Area.AUDIT: frozenset({A, F, U}),
+    Area.SECURITY_POLICY: frozenset({A}),
 }
 
 # The navigation, in order: (label, path, area).

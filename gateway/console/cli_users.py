@@ -1,4 +1,5 @@
-"""`coalition user create EMAIL --role ROLE` (the password on stdin) and the demo's users."""
+"""`coalition user create EMAIL --role ROLE` (the password on stdin), `coalition user
+totp-reset EMAIL` (for a user who lost their authenticator), and the demo's users."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import asyncpg
 
-from gateway.console import audit, users
+from gateway.console import audit, totp, users
 from gateway.tokens import Role
 from infra import db
 from infra.settings import Settings
@@ -28,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create.add_argument("email")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.set_defaults(handler=_cmd_create)
+    reset = user_sub.add_parser(
+        "totp-reset", help="turn off a user's TOTP (they enrol again at the next sign-in)"
+    )
+    reset.add_argument("email")
+    reset.set_defaults(handler=_cmd_totp_reset)
 
 
 def _read_password() -> str:
@@ -63,6 +69,44 @@ def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
         if server is not None:
             server.stop()
     print(f"console user {user.email} created with the role {user.role.value}")
+    return 0
+
+
+async def totp_reset(dsn: str, email: str) -> bool:
+    """Forget the user's TOTP secret, audited; False when the user had none."""
+    email = users.normalize_email(email)
+    conn = await asyncpg.connect(dsn, timeout=db.CONNECT_TIMEOUT_S)
+    try:
+        async with conn.transaction():
+            user_id = await totp.user_id_of(conn, email)
+            if user_id is None:
+                raise users.UserInvalid(f"there is no console user {email}")
+            if not await totp.disable(conn, user_id):
+                return False
+            await audit.record(
+                conn,
+                CLI_ACTOR,
+                "totp.reset",
+                f"user:{email}",
+                before={"totp": "on"},
+                after={"totp": "off"},
+            )
+            return True
+    finally:
+        await conn.close()
+
+
+def _cmd_totp_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway import cli
+
+    dsn, server = cli._database(settings)
+    try:
+        asyncio.run(cli._migrate(dsn))
+        was_on = asyncio.run(totp_reset(dsn, args.email))
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"TOTP {'reset' if was_on else 'was not set up'} for {args.email}")
     return 0
 
 

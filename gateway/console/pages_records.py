@@ -1,8 +1,7 @@
-"""Shoppers (find by card number), reconciliations, campaigns and the audit log."""
+"""Reconciliations, campaigns and the audit log (shoppers: pages_shoppers.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,9 +9,6 @@ from litestar import Request, get
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from contracts.errors import DomainError
-from contracts.partners import ShopperView
-from contracts.shoppers import Card, HistoryItem
 from gateway.console import audit
 from gateway.console.access import Area
 from gateway.console.web import page, require
@@ -20,53 +16,12 @@ from gateway.routes._common import PathId, in_transaction
 from infra.db import Conn
 from ledger import reconciliation, reconciliation_list
 from partners import directory, operations
-from shoppers import account, identity
 
 CARD_CHARS_MAX = 32
 HISTORY_SHOWN = 50
 CAMPAIGNS_SHOWN = 100
 RECONCILIATION_ITEMS_SHOWN = 200
 INT64_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class Found:
-    view: ShopperView
-    cards: list[Card]
-    history: list[HistoryItem]
-
-
-async def _find(conn: Conn, card: str) -> Found:
-    view = await operations.shopper_view(conn, card)
-    cards = await identity.cards_of(conn, view.shopper_id)
-    history = await account.history(conn, view.shopper_id, cursor=None, limit=HISTORY_SHOWN)
-    return Found(view=view, cards=cards, history=history.items)
-
-
-@get("/console/shoppers")
-async def shoppers(
-    request: Request[Any, Any, Any],
-    card: Annotated[str | None, QueryParameter(max_length=CARD_CHARS_MAX)] = None,
-) -> Template:
-    require(request, Area.SHOPPERS)
-    number = (card or "").replace(" ", "")
-    found: Found | None = None
-    error = None
-    if number:
-        try:
-            found = await in_transaction(request, lambda conn: _find(conn, number))
-        except DomainError as exc:
-            # Unknown, blocked or replaced: said on the page, next to the search box.
-            error = f"No active card {number} ({exc.code})."
-    return page(
-        request,
-        "shoppers.html",
-        title="Shoppers",
-        active="Shoppers",
-        card=number,
-        found=found,
-        error=error,
-    )
 
 
 @get("/console/reconciliations")
@@ -147,4 +102,4 @@ async def audit_log(
     )
 
 
-ROUTES = [shoppers, reconciliations, reconciliation_report, campaigns, audit_log]
+ROUTES = [reconciliations, reconciliation_report, campaigns, audit_log]

@@ -1,8 +1,14 @@
-"""Console users: argon2id passwords, sessions kept as digests, a lockout after failures.
+"""Console users: argon2id passwords, sessions kept as digests, a lockout after failures,
+and a TOTP second step (gateway/console/totp.py).
 
 A session id is 32 random bytes shown once, in the cookie; the database keeps its SHA-256, so
 a copy of the sessions table opens nothing. Failed sign-ins are counted per typed email, known
 or not, and a locked email is refused even with the right password until the window passes.
+
+A session has a stage. Past the password, a user enrolled in TOTP gets a short 'totp' session
+that opens only the code step; a user whose role requires TOTP and who has not enrolled gets an
+'enrol' session that opens only the enrolment page. A wrong code counts as a failed sign-in.
+Either way the full session is a new id, so a pending session's cookie never becomes one.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from contracts.errors import DomainError
 from gateway.console import _queries as q
+from gateway.console import _totp_queries as tq
+from gateway.console import totp
 from gateway.tokens import Role
 from infra.db import Conn
+from partners.keybox import KeyBox
 
 SESSION_TTL_S = 8 * 3600
 SESSION_ID_BYTES = 32
@@ -27,6 +36,10 @@ LOCKOUT_WINDOW_S = 15 * 60
 PASSWORD_CHARS_MIN = 10
 PASSWORD_CHARS_MAX = 1_000
 EMAIL_CHARS_MAX = 254
+PENDING_TTL_S = 10 * 60  # the code step or the enrolment, right after the password
+STAGE_FULL = "full"
+STAGE_TOTP = "totp"
+STAGE_ENROL = "enrol"
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so an unknown email costs what a known one does.
@@ -44,6 +57,7 @@ class ConsoleUser:
     user_id: int
     email: str
     role: Role
+    stage: str = STAGE_FULL
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,10 @@ class Session:
     token: str  # goes to the cookie only
     user: ConsoleUser
     expires_at: datetime
+
+    @property
+    def ttl_s(self) -> int:
+        return SESSION_TTL_S if self.user.stage == STAGE_FULL else PENDING_TTL_S
 
 
 @dataclass(frozen=True)
@@ -101,13 +119,57 @@ async def sign_in(conn: Conn, email: str, password: str, *, now: datetime) -> Se
         return Refused(locked=failures + 1 >= FAILURES_MAX)
     if _hasher.check_needs_rehash(row["password_hash"]):
         await conn.execute(q.SET_PASSWORD_HASH, row["user_id"], _hasher.hash(password))
-    await conn.execute(q.FORGET_FAILURES, email)
+    user = ConsoleUser(row["user_id"], row["email"], Role(row["role"]))
+    if await totp.is_enrolled(conn, user.user_id):
+        stage = STAGE_TOTP  # the failures stay counted until the code is right
+    elif await totp.is_required(conn, user.role):
+        stage = STAGE_ENROL
+    else:
+        stage = STAGE_FULL
+        await conn.execute(q.FORGET_FAILURES, email)
+    return await _new_session(conn, ConsoleUser(user.user_id, user.email, user.role, stage), now)
+
+
+async def _new_session(conn: Conn, user: ConsoleUser, now: datetime) -> Session:
     await conn.execute(q.FORGET_EXPIRED_SESSIONS, now)
     token = secrets.token_urlsafe(SESSION_ID_BYTES)
-    expires_at = now + timedelta(seconds=SESSION_TTL_S)
-    await conn.execute(q.INSERT_SESSION, _digest(token), row["user_id"], now, expires_at)
-    user = ConsoleUser(row["user_id"], row["email"], Role(row["role"]))
+    ttl_s = SESSION_TTL_S if user.stage == STAGE_FULL else PENDING_TTL_S
+    expires_at = now + timedelta(seconds=ttl_s)
+    await conn.execute(
+        tq.INSERT_STAGED_SESSION, _digest(token), user.user_id, now, expires_at, user.stage
+    )
     return Session(token=token, user=user, expires_at=expires_at)
+
+
+async def second_step(
+    conn: Conn, box: KeyBox, token: str, code: str, *, now: datetime
+) -> Session | Refused | None:
+    """The code after the password: a full session, a refusal (counted like a wrong
+    password), or None when `token` is no pending code step."""
+    user = await session_user(conn, token, now=now)
+    if user is None or user.stage != STAGE_TOTP:
+        return None
+    window_start = now - timedelta(seconds=LOCKOUT_WINDOW_S)
+    failures = await conn.fetchval(q.RECENT_FAILURES, user.email, window_start)
+    if failures >= FAILURES_MAX:
+        await sign_out(conn, token)
+        return Refused(locked=True)
+    if not await totp.check_code(conn, box, user.user_id, code, now=now):
+        await conn.execute(q.RECORD_FAILURE, user.email, now)
+        if failures + 1 >= FAILURES_MAX:
+            await sign_out(conn, token)
+            return Refused(locked=True)
+        return Refused(locked=False)
+    await conn.execute(q.FORGET_FAILURES, user.email)
+    return await promote(conn, token, user, now=now)
+
+
+async def promote(conn: Conn, token: str, user: ConsoleUser, *, now: datetime) -> Session:
+    """The pending session replaced by a full one (a new id)."""
+    await sign_out(conn, token)
+    if user.stage == STAGE_ENROL:
+        await conn.execute(q.FORGET_FAILURES, user.email)
+    return await _new_session(conn, ConsoleUser(user.user_id, user.email, user.role), now)
 
 
 def _verify(password_hash: str | None, password: str) -> bool:
@@ -118,10 +180,10 @@ def _verify(password_hash: str | None, password: str) -> bool:
 
 
 async def session_user(conn: Conn, token: str, *, now: datetime) -> ConsoleUser | None:
-    row = await conn.fetchrow(q.SESSION_USER, _digest(token), now)
+    row = await conn.fetchrow(tq.SESSION_USER_STAGED, _digest(token), now)
     if row is None:
         return None
-    return ConsoleUser(row["user_id"], row["email"], Role(row["role"]))
+    return ConsoleUser(row["user_id"], row["email"], Role(row["role"]), row["stage"])
 
 
 async def sign_out(conn: Conn, token: str) -> None:

@@ -26,6 +26,14 @@ SESSION_COOKIE = "coalition_console"
 COOKIE_PATH = "/console"
 LOGIN_PATH = "/console/login"
 PUBLIC_PATHS = frozenset({LOGIN_PATH})
+LOGOUT_PATH = "/console/logout"
+LOGIN_CODE_PATH = "/console/login/code"
+ENROL_PATH = "/console/security/totp"
+# What a session past the password but short of the second factor may open (first: where to).
+STAGE_PATHS: dict[str, tuple[str, ...]] = {
+    users.STAGE_TOTP: (LOGIN_CODE_PATH, LOGOUT_PATH),
+    users.STAGE_ENROL: (ENROL_PATH, LOGOUT_PATH),
+}
 USER_KEY = "console_user"
 TOKEN_KEY = "console_token"  # noqa: S105 (a state key, not a secret)
 # Pages show what is true now: no cache may keep them (they carry balances and keys).
@@ -52,6 +60,9 @@ async def load_user(request: Request[Any, Any, Any]) -> Response[Any] | None:
     if user is not None:
         request.state[USER_KEY] = user
         request.state[TOKEN_KEY] = token
+        allowed = STAGE_PATHS.get(user.stage)
+        if allowed is not None and request.url.path not in allowed:
+            return Redirect(allowed[0], status_code=303)
         return None
     if request.url.path in PUBLIC_PATHS:
         return None
@@ -72,7 +83,7 @@ def require(request: Request[Any, Any, Any], area: Area) -> ConsoleUser:
 
 
 def nav_for(user: ConsoleUser | None) -> list[tuple[str, str]]:
-    if user is None:
+    if user is None or user.stage != users.STAGE_FULL:
         return []
     return [(label, path) for label, path, area in NAV if may(user.role, area)]
 

@@ -9,6 +9,7 @@ key of the sent-once ledger:
 | tier.changed      | the shopper                 | tier_changed      | tier:<to>:<changed_at>   |
 | referral.rewarded | the friend; the referrer    | referral_rewarded | referral:<friend>:<role> |
 | statement.ready   | the finance contact         | statement_ready   | statement:<id>           |
+| membership.renewal_due | the shopper            | membership_renewal | membership:<id>:<period> |
 
 A shopper gets notices only with an address, not erased, and with marketing consent
 (`shopper_consents.marketing`, "offers and campaigns by message", the one consent to be
@@ -81,7 +82,24 @@ def plan(event_type: str, partner_id: int | None, payload_text: str) -> list[Pla
     if event_type == "statement.ready":
         assert partner_id is not None, "a statement event names its partner"
         return [_statement(partner_id, payload)]
-    raise AssertionError(f"mail.queue holds only the four mailed types, got {event_type}")
+    if event_type == "membership.renewal_due":
+        return [_membership_renewal(payload)]
+    raise AssertionError(f"mail.queue holds only the five mailed types, got {event_type}")
+
+
+def _membership_renewal(payload: dict[str, Any]) -> Planned:
+    return Planned(
+        "shopper",
+        int(payload["shopper_id"]),
+        "membership_renewal",
+        f"membership:{payload['membership_id']}:{payload['period_no']}",
+        {
+            "plan_name": payload["plan_name"],
+            "price_minor": int(payload["price_minor"]),
+            "currency": payload["currency"],
+            "renews_at": datetime.fromisoformat(payload["renews_at"]),
+        },
+    )
 
 
 def _expiring(payload: dict[str, Any]) -> Planned:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 from playwright.async_api import Browser, Page
 
-from gateway.tokens import SigningKey
+from gateway.tokens import Role, SigningKey
 from ledger import reconciliation, settlement
 from tests.console.browser import (
     DESKTOP,
@@ -23,6 +24,7 @@ from tests.console.browser import (
     serious_violations,
     sign_in,
 )
+from tests.console.conftest import make_user
 from tests.support import program
 from tests.support.partner_network import onboard
 
@@ -55,6 +57,7 @@ async def network(
     holder = await program.shopper(pool, grocer.partner_id)
     for amount_minor in (4_250, 12_990, 799):
         await program.buy(pool, grocer.partner_id, holder.card_number, amount_minor)
+    other_holder = await program.shopper(pool, fuel.partner_id)  # for the merge confirmation
     await program.campaign(pool, None, bonus_points=50, budget_points=10_000)
     start = datetime.now(UTC) - timedelta(hours=1)
     async with pool.acquire() as conn, conn.transaction():
@@ -79,6 +82,8 @@ async def network(
         )
     return {
         "card": holder.card_number,
+        "shopper": str(holder.shopper_id),
+        "card2": other_holder.card_number,
         "partner": str(grocer.partner_id),
         "other": str(fuel.partner_id),
         "period": str(period.period_id),
@@ -98,7 +103,12 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("close-confirm", "/console/settlements/close?period_end=2026-01-01T00:00"),
         ("reconciliations", "/console/reconciliations"),
         ("reconciliation", f"/console/reconciliations/{n['reconciliation']}"),
-        ("shoppers", f"/console/shoppers?card={n['card']}"),
+        ("shoppers", "/console/shoppers"),
+        ("shopper", f"/console/shoppers?card={n['card']}"),
+        ("shopper-merge", f"/console/shoppers/{n['shopper']}/merge?card={n['card2']}"),
+        ("shopper-replace", f"/console/shoppers/{n['shopper']}/replace?card={n['card']}"),
+        ("shopper-goodwill", f"/console/shoppers/{n['shopper']}/goodwill?points=50&reason=late"),
+        ("shopper-erase", f"/console/shoppers/{n['shopper']}/erase"),
         ("campaigns", "/console/campaigns"),
         ("audit", "/console/audit"),
     ]
@@ -116,6 +126,7 @@ async def test_every_page_passes_axe_and_has_the_same_navigation(
     base_url: str,
     admin: str,
     finance: str,
+    pool: asyncpg.Pool,
     network: dict[str, str],
     shots_dir: Path,
     width: str,
@@ -146,4 +157,33 @@ async def test_every_page_passes_axe_and_has_the_same_navigation(
         await page.goto(f"/console/statements/{network['statement']}/{action}")
         problems += await _check(page, f"confirm-{action}", shots_dir, width)
     await context.close()
+
+    problems += await _check_security_pages(browser, base_url, pool, shots_dir, width, viewport)
     assert problems == []
+
+
+async def _check_security_pages(
+    browser: Browser,
+    base_url: str,
+    pool: asyncpg.Pool,
+    shots_dir: Path,
+    width: str,
+    viewport: dict[str, int],
+) -> list[str]:
+    """Security, TOTP enrolment and the code step, as a user of its own (enrolled here)."""
+    problems: list[str] = []
+    email = await make_user(pool, f"axe-{width}@ops.test", Role.ADMIN)
+    context = await browser.new_context(base_url=base_url, viewport=viewport)  # type: ignore[arg-type]
+    page = await sign_in(context, email)
+    await page.goto("/console/security")
+    problems += await _check(page, "security", shots_dir, width)
+    await page.goto("/console/security/totp")
+    problems += await _check(page, "totp-enrol", shots_dir, width)
+    secret = (await page.locator("#secret").text_content() or "").strip()
+    await page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    await page.get_by_role("button", name="Turn on").click()
+    await page.get_by_role("button", name="Sign out").click()
+    page = await sign_in(context, email)
+    problems += await _check(page, "login-code", shots_dir, width)
+    await context.close()
+    return problems
