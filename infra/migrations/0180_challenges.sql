@@ -39,6 +39,8 @@ CREATE TABLE challenge_progress (
 );
 CREATE INDEX challenge_progress_board ON challenge_progress (challenge_id, progress DESC)
     WHERE leaderboard_opt_in;
+-- Who reached a challenge's goal (the waiting list when a claw-back returns budget).
+CREATE INDEX challenge_progress_reached ON challenge_progress (challenge_id, progress, updated_at);
 
 -- The award, and with it the badge: one row per (challenge, shopper), the exactly-once
 -- guarantee. A claw-back marks it revoked (the badge shows as revoked); reaching the goal
@@ -58,7 +60,8 @@ CREATE TABLE challenge_awards (
 );
 CREATE INDEX challenge_awards_challenge ON challenge_awards (challenge_id);
 
--- Purchase and refund events the challenge worker has yet to fold, queued by a trigger in the
+-- Purchase and refund events the challenge worker has yet to fold (and `challenge.budget_freed`,
+-- which names a shopper who reached a goal while its budget was spent), queued by a trigger in the
 -- event's own transaction (a queue, never a watermark on event_id: ids are not commit order).
 -- Only while some challenge may care: one index probe when none does.
 CREATE TABLE challenge_queue (
@@ -88,5 +91,6 @@ END $$;
 CREATE TRIGGER event_outbox_challenges AFTER INSERT ON event_outbox
     FOR EACH ROW
     WHEN (NEW.shopper_id IS NOT NULL AND NEW.event_type IN
-          ('purchase.recorded', 'purchase.created', 'purchase.refunded'))
+          ('purchase.recorded', 'purchase.created', 'purchase.refunded',
+           'challenge.budget_freed'))
     EXECUTE FUNCTION challenge_enqueue();

@@ -121,6 +121,18 @@ UPDATE challenge_awards SET state = 'revoked', revoked_at = now(), revoke_entry_
 WHERE shopper_id = $1 AND challenge_id = $2 AND state = 'active'
 """
 
+# The shopper who has waited longest with the goal reached and no active award: the budget a
+# claw-back returns goes to them first (their fold reserves it like any other).
+WAITING = """
+SELECT p.shopper_id FROM challenge_progress p
+WHERE p.challenge_id = $1 AND p.progress >= $2 AND p.shopper_id <> $3
+  AND NOT EXISTS (SELECT 1 FROM challenge_awards a
+                  WHERE a.challenge_id = p.challenge_id AND a.shopper_id = p.shopper_id
+                    AND a.state = 'active')
+ORDER BY p.updated_at, p.shopper_id
+LIMIT 1
+"""
+
 ISSUE_PRICE = """
 SELECT issue_price_micros FROM partner_pricing_versions
 WHERE partner_id = $1 AND effective_at <= now()

@@ -33,6 +33,7 @@ CHALLENGES_IN_PLAY_MAX = 200
 PURCHASES_READ_MAX = 5_000  # a shopper's purchases since the oldest challenge in play
 COMPLETED_EVENT = "challenge.completed"
 REVOKED_EVENT = "challenge.award_revoked"
+BUDGET_FREED_EVENT = "challenge.budget_freed"  # internal: queues the waiting shopper
 LEDGER_REASON = "challenge"
 
 
@@ -137,7 +138,23 @@ async def _claw_back(conn: Conn, shopper_id: int, rule: Rule, award: asyncpg.Rec
         shopper_id=shopper_id,
         payload=_event(rule, shopper_id, award["grants"]),
     )
+    await _offer_returned_budget(conn, rule, shopper_id)
     return 1
+
+
+async def _offer_returned_budget(conn: Conn, rule: Rule, shopper_id: int) -> None:
+    """A shopper who reached the goal while the budget was spent is folded again, now that a
+    reward's worth came back (an outbox event the queue trigger picks up)."""
+    waiting = await conn.fetchval(q.WAITING, rule.id, rule.goal, shopper_id)
+    if waiting is None:
+        return
+    await outbox.record(
+        conn,
+        BUDGET_FREED_EVENT,
+        partner_id=None,  # internal only: no webhook type, no recipient
+        shopper_id=waiting,
+        payload={"challenge_id": rule.id, "shopper_id": waiting},
+    )
 
 
 def _event(rule: Rule, shopper_id: int, grants: int) -> dict[str, int | str]:

@@ -268,6 +268,34 @@ async def test_the_budget_funds_no_more_rewards_than_it_holds(
     )
     assert awards == 1
     assert await used_budget(pool, challenge["id"]) == REWARD
+
+    # the winner's purchase at b is refunded: the reward is clawed back, and the budget it
+    # returns goes to a shopper who had reached the goal while it was spent
+    winner = await pool.fetchval(
+        "SELECT s.card_number FROM challenge_awards a "
+        "JOIN shopper_cards s ON s.shopper_id = a.shopper_id WHERE a.challenge_id = $1",
+        challenge["id"],
+    )
+    ref = await pool.fetchval(
+        "SELECT t.partner_ref FROM partner_transactions t JOIN shopper_cards s "
+        "ON s.shopper_id = t.shopper_id WHERE s.card_number = $1 AND t.partner_id = $2",
+        winner,
+        b.partner_id,
+    )
+    async with b.client(base_url) as at_b:
+        await at_b.refund(
+            RefundRequest(partner_ref=f"rf-{uuid.uuid4().hex[:20]}", original_partner_ref=ref)
+        )
+    await drain(pool)
+    rows = await pool.fetch(
+        "SELECT s.card_number, a.state FROM challenge_awards a "
+        "JOIN shopper_cards s ON s.shopper_id = a.shopper_id WHERE a.challenge_id = $1",
+        challenge["id"],
+    )
+    states = {r["card_number"]: r["state"] for r in rows}
+    assert states[winner] == "revoked"
+    assert sorted(states.values()) == ["active", "revoked"]
+    assert await used_budget(pool, challenge["id"]) == REWARD
     await assert_verified(pool)
 
 
