@@ -6,7 +6,9 @@ A purchase's campaign points are listed in its breakdown (`purchase_breakdown`, 
 - network campaigns are paid by `network:marketing` in the purchase's network entry; a refund
   takes back a cumulative share of them (`refunds._network_refund_share`). That share is
   allotted to the campaigns in ascending id, each filled before the next, so the returns of
-  all refunds of a purchase always add up to exactly the network points taken back;
+  all refunds of a purchase always add up to exactly the network points taken back. Other
+  network-paid points of the purchase (a paid membership's bonus, which has no budget) come
+  after the campaigns in that order: they take what is taken back beyond the campaigns';
 - partner campaigns are part of the partner's earn entry, mixed with the base points; each
   campaign gets back floor(its points x cumulative partner points refunded / purchase points),
   which reaches all its points on the whole refund.
