@@ -12,6 +12,7 @@ import pytest
 from contracts.partners import PurchaseResult, RefundRequest
 from ledger.verify import verify
 from partners import campaign_returns, operations
+from tests.integration.test_membership import plan, sell
 from tests.support import program
 
 _refs = itertools.count(1)
@@ -122,3 +123,28 @@ def test_the_allotment_adds_up_for_every_refund_sequence() -> None:
         ):
             total[r.campaign_id] = total.get(r.campaign_id, 0) + r.points
     assert total == {1: 7, 2: 5, 3: 4}
+
+
+async def test_a_membership_bonus_comes_after_the_campaigns_in_the_network_share(
+    pool: asyncpg.Pool, shop: int
+) -> None:
+    plus = await plan(pool, code=f"plus{next(_refs)}", multiplier_bps=15_000)
+    network = await program.campaign(pool, None, bonus_points=20)
+    holder = await program.shopper(pool, shop)
+    await sell(pool, shop, holder.card_number, plus)
+    bought = await program.buy(pool, shop, holder.card_number, 1_000)
+    network_points = await pool.fetchval(
+        "SELECT network_points FROM partner_transactions WHERE id = $1::uuid",
+        bought.transaction_id,
+    )
+    assert network_points == 25  # 20 campaign + 5 membership bonus (1.5 x the 10 base)
+    assert await used(pool, network.id, holder.shopper_id) == (20, 20)
+
+    await refund(pool, shop, bought, 500)  # floor(25 x 1/2) = 12 network points: campaign first
+    assert await used(pool, network.id, holder.shopper_id) == (8, 8)
+    await refund(pool, shop, bought, 400)  # cumulative floor(25 x 9/10) = 22: 20 campaign + 2
+    assert await used(pool, network.id, holder.shopper_id) == (0, 0)
+    await refund(pool, shop, bought, 100)
+    assert await used(pool, network.id, holder.shopper_id) == (0, 0)
+    async with pool.acquire() as conn:
+        assert await verify(conn) == []
