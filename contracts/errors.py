@@ -95,6 +95,8 @@ class ErrorCode(StrEnum):
     MEMBERSHIP_PRICE_MISMATCH = "membership_price_mismatch"
     MEMBERSHIP_ACTIVE = "membership_active"
     MEMBERSHIP_NOT_ACTIVE = "membership_not_active"
+    # challenges and badges (issue 19)
+    CHALLENGE_INVALID = "challenge_invalid"
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -114,6 +114,18 @@ class MembershipChanged(_Data):
     points_debt: int | None = None
 
 
+class ChallengeAward(_Data):
+    """A shopper completed one of your challenges (points granted, funded by you), or a refund
+    took their progress below the goal and the award was clawed back. `grant` counts the times
+    this shopper was granted this challenge (a re-completion after a claw-back is grant 2)."""
+
+    challenge_id: int
+    shopper_id: int
+    points: int
+    grant: int
+    kind: str
+
+
 class EventType(msgspec.Struct, kw_only=True, frozen=True):
     type: str
     description: str
@@ -157,6 +169,14 @@ _TYPES: dict[str, tuple[type[_Data], str]] = {
     "membership.cancelled": (
         MembershipChanged,
         "A membership you sold was cancelled; refund the prorated fee (refund_minor).",
+    ),
+    "challenge.completed": (
+        ChallengeAward,
+        "A shopper completed a challenge of yours; its reward points were granted.",
+    ),
+    "challenge.award_revoked": (
+        ChallengeAward,
+        "A refund took a shopper below a challenge's goal; the reward was clawed back.",
     ),
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_TYPES)

@@ -26,6 +26,7 @@ from gateway.replica import ReadReplica
 from gateway.request_id import before_send, request_id_middleware
 from gateway.routes import (
     campaigns,
+    challenges,
     earn_rules,
     event_types,
     health,
@@ -34,10 +35,12 @@ from gateway.routes import (
     insights_retention,
     keys,
     me,
+    me_challenges,
     me_membership,
     memberships,
     operator_analytics,
     operator_campaigns,
+    operator_challenges,
     operator_finance,
     operator_membership,
     operator_program,
@@ -62,7 +65,7 @@ from gateway.routes import (
 from gateway.routes import email as email_routes
 from gateway.state import AppState
 from gateway.tokens import load_or_create
-from gateway.workers import Scheduler, default_jobs, webhook_jobs
+from gateway.workers import Scheduler, challenge_jobs, default_jobs, webhook_jobs
 from infra import db
 from infra import settings as settings_module
 from infra.settings import Settings
@@ -118,6 +121,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *email_routes.ROUTES,
             *operator_membership.ROUTES,
             *me_membership.ROUTES,
+            *operator_challenges.ROUTES,
+            *me_challenges.ROUTES,
             _partner_api(),
             MetricsController,
             console.router(settings),
@@ -172,7 +177,11 @@ def _lifespan(
                 lanes=settings.group_commit_lanes,
                 size_max=settings.group_commit_size_max,
             )
-        jobs = [*default_jobs(), *webhook_jobs(settings)] if settings.workers_enabled else []
+        jobs = (
+            [*default_jobs(), *webhook_jobs(settings), *challenge_jobs()]
+            if settings.workers_enabled
+            else []
+        )
         scheduler = Scheduler(state.pool, jobs)
         scheduler.start()
         mail_scheduler = Scheduler(
@@ -231,6 +240,7 @@ def _partner_api() -> Router:
             *insights_retention.ROUTES,
             *webhook_endpoints.ROUTES,
             *memberships.ROUTES,
+            *challenges.ROUTES,
         ],
         guards=[signed_partner],
         dependencies={"caller": Provide(provide_caller)},

@@ -23,6 +23,7 @@ from partners.membership import renewal as membership_renewal
 from partners.webhooks import fanout as webhook_fanout
 from partners.webhooks.worker import WebhookWorker
 from shoppers import aggregates, expiry, segments, tiers
+from shoppers.challenges import worker as challenge_worker
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +199,19 @@ def observed(job: Job) -> Job:
         return processed
 
     return Job(job.name, job.interval_s, run, job.batch_full)
+
+
+# Challenges (issue 19): the worker folds purchase and refund events into progress, awards and
+# claw-backs (shoppers/challenges/worker.py), off the purchase path.
+CHALLENGES_INTERVAL_S = 0.5
+
+
+def challenge_jobs() -> list[Job]:
+    return [
+        Job(
+            "challenges.fold",
+            CHALLENGES_INTERVAL_S,
+            challenge_worker.run,
+            challenge_worker.BATCH_MAX,
+        )
+    ]

@@ -6,12 +6,14 @@ module's `refund`. It runs in the caller's transaction like every partner operat
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from contracts.partners import RefundRequest, RefundResult
 from infra.db import Conn
 from ledger import service as ledger
-from partners import queries
+from partners import campaign_returns, queries
 from partners._common import (
     atomic,
     fresh,
@@ -39,6 +41,8 @@ async def refund(
     original, done = await _original_and_refunded_so_far(conn, partner_id, req)
     points, amount_minor = _refund_share(original, done, req)
     network_points = _network_refund_share(original, done, points, amount_minor)
+    # Budgets first: campaign locks come before the wallet's, as on the purchase path.
+    budget_returns = await _return_campaign_budgets(conn, original, done, points, network_points)
     entry = await _refund_partner_points(conn, partner_id, req, original, points)
     network_entry = await _refund_network_points(conn, partner_id, req, original, network_points)
     holder = shoppers.CardHolder(original["shopper_id"], original["card_number"])
@@ -58,6 +62,9 @@ async def refund(
         idempotency_key=idempotency_key,
         network_points=network_points,
         network_entry_id=None if network_entry is None else network_entry.entry_id,
+    )
+    await campaign_returns.record(
+        conn, uuid.UUID(transaction_id), original["shopper_id"], budget_returns
     )
     return RefundResult(
         transaction_id=transaction_id,
@@ -84,6 +91,25 @@ async def _original_and_refunded_so_far(
     done = await conn.fetchrow(queries.REFUNDED_SO_FAR, original["id"])
     assert done is not None, "an aggregate always returns a row"
     return original, done
+
+
+async def _return_campaign_budgets(
+    conn: Conn, original: asyncpg.Record, done: asyncpg.Record, points: int, network_points: int
+) -> list[campaign_returns.Return]:
+    """Give back the campaign budget of the campaign points this refund takes back."""
+    if original["kind"] != "purchase" or (points <= 0 and network_points <= 0):
+        return []
+    items = await campaign_returns.items_of(conn, original["shopper_id"], original["id"])
+    returns = campaign_returns.due(
+        items,
+        purchase_points=int(original["points"]),
+        partner_before=int(done["points"]),
+        partner_after=int(done["points"]) + points,
+        network_before=int(done["network_points"]),
+        network_after=int(done["network_points"]) + network_points,
+    )
+    await campaign_returns.apply(conn, original["shopper_id"], returns)
+    return returns
 
 
 async def _refund_partner_points(

@@ -1,7 +1,8 @@
 """What the card page shows, read through the same service functions as `/v1/me`.
 
 No SQL here: each value comes from `shoppers.account`, `shoppers.referrals`,
-`shoppers.partner_consent` or `partners.campaigns`, exactly as the API routes call them.
+`shoppers.partner_consent`, `shoppers.challenges` or `partners.campaigns`, exactly as the API
+routes call them.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.campaigns import Offer
+from contracts.challenges import MyChallenges
 from contracts.shoppers import Balance, Card, Expiring, HistoryPage, TierProgress
 from infra.db import Conn
 from partners import campaigns
 from shoppers import account, partner_consent, referrals, tiers
+from shoppers.challenges import view as challenges
 from shoppers.partner_consent import PartnerConsent
 
 HISTORY_ON_CARD = 10
@@ -31,6 +34,7 @@ class CardView:
     tier_percent: int  # progress to the next tier, the better of points and spend
     history: HistoryPage
     offers: list[Offer]
+    challenges: MyChallenges
     referral_code: str
     consents: list[PartnerConsent]
 
@@ -52,6 +56,7 @@ async def card_view(conn: Conn, shopper_id: int, *, now: datetime) -> CardView:
         tier_percent=tier_percent(tier),
         history=await account.history(conn, shopper_id, cursor=None, limit=HISTORY_ON_CARD),
         offers=await campaigns.offers_for_shopper(conn, shopper_id),
+        challenges=await challenges.mine(conn, shopper_id, now=now),
         referral_code=await referrals.code_for(conn, shopper_id),
         consents=await partner_consent.partner_consents(conn, shopper_id),
     )

@@ -67,6 +67,9 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("GET", "/v1/operator/memberships/{membership_id}"): "admin finance support auditor",
     ("POST", "/v1/operator/membership-plans"): "admin",
     ("POST", "/v1/operator/memberships/{membership_id}/cancel"): "admin",
+    ("GET", "/v1/operator/challenges"): "admin finance support auditor",
+    ("GET", "/v1/operator/challenges/{challenge_id}"): "admin finance support auditor",
+    ("POST", "/v1/operator/challenges"): "admin",
 }
 
 
