@@ -43,5 +43,6 @@ async def before_send(message: Message, scope: Scope) -> None:
     if path.startswith(API_PREFIX) and "cache-control" not in headers:
         headers["Cache-Control"] = "no-store"
     content_type = headers.get("content-type") or ""
-    if content_type.startswith("text/html") and not path.startswith(DOCUMENT_PREFIX):
+    is_page = content_type.startswith("text/html") and not path.startswith(DOCUMENT_PREFIX)
+    if is_page and "content-security-policy" not in headers:  # the card sets a stricter one
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
