@@ -14,7 +14,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import card, console, errors, openapi_security, rate_limit, replica
+from gateway import card, console, errors, openapi_security, rate_limit, replica, security_headers
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.availability import STATE as DATABASE_AVAILABILITY
 from gateway.email_jobs import mail_jobs
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             errors.ProblemResponses(rate_limited=_is_partner_call),
             openapi_security.SecurityRequirements(is_partner=_is_partner_call),
         ],
-        before_send=[before_send, rate_limit.before_send],
+        before_send=[before_send, rate_limit.before_send, security_headers.before_send],
         lifespan=[_lifespan(state, settings, settings.database_url)],
         openapi_config=_openapi_config(),
         template_config=console.templates(card.TEMPLATE_DIR),

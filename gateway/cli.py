@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, cli_card, demo, logs, ops_metrics
+from gateway import cli_backup, cli_card, demo, logs, ops_metrics, slow_clients
 from gateway.console import cli_users
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
@@ -26,6 +26,7 @@ from ledger import settlement, verify
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 WORKERS_MAX = 32
+KEEP_ALIVE_TIMEOUT_S_DEFAULT = 5  # uvicorn's own default, now explicit
 
 
 class CliError(Exception):
@@ -87,6 +88,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"coalition: demo network: {summary}", flush=True)
             console_logins = asyncio.run(cli_users.seed_demo(dsn))
         os.environ["DATABASE_URL"] = dsn  # worker processes read it from the environment
+        os.environ[slow_clients.READ_TIMEOUT_ENV] = str(args.request_read_timeout)
         key = load_or_create(settings.data_dir, settings.jwt_private_key_pem)
         token = mint_operator(key, subject="make-run", role=Role.ADMIN, ttl_s=12 * 3600)
         base = f"http://{host}:{port}"
@@ -109,7 +111,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            http=slow_clients.PROTOCOL,
+            timeout_keep_alive=args.keep_alive_timeout,
             log_config=None,
             access_log=False,
         )
@@ -218,6 +221,21 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         choices=range(1, WORKERS_MAX + 1),
         metavar=f"1..{WORKERS_MAX}",
+    )
+    serve.add_argument(
+        "--request-read-timeout",
+        type=float,
+        default=slow_clients.READ_TIMEOUT_S_DEFAULT,
+        metavar="S",
+        help="close a connection whose request (headers and body) takes longer than S seconds "
+        "to arrive (slow clients, slowloris)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=KEEP_ALIVE_TIMEOUT_S_DEFAULT,
+        metavar="S",
+        help="close an idle keep-alive connection after S seconds",
     )
     serve.set_defaults(handler=cmd_serve)
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(handler=cmd_migrate)

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import functools
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 import asyncpg
 
+from contracts import csv_cells
 from contracts.errors import DomainError, ErrorCode
 from contracts.money import minor_unit_micros
 from contracts.settlement import (
@@ -456,11 +455,9 @@ async def list_statements(
 
 def statements_csv(statements: list[Statement]) -> str:
     """The statements as CSV, one row each, amounts as integers (micros) like the JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for s in statements:
-        writer.writerow(
+    return csv_cells.write_rows(
+        CSV_COLUMNS,
+        (
             [
                 ""
                 if (v := getattr(s, name)) is None
@@ -469,8 +466,9 @@ def statements_csv(statements: list[Statement]) -> str:
                 else v
                 for name in CSV_COLUMNS
             ]
-        )
-    return out.getvalue()
+            for s in statements
+        ),
+    )
 
 
 async def finalize_statement(conn: Conn, statement_id: int, *, actor: str) -> Statement:

@@ -6,8 +6,6 @@ the last 30 days) and answers JSON, or CSV with `?format=csv` or `Accept: text/c
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.params import QueryParameter
 
 import contracts.analytics as contracts
+from contracts import csv_cells
 from gateway.auth.operator import require_role
 from gateway.routes._common import documented, read_only
 from gateway.routes._query import instant_parameter, optional_instant
@@ -76,12 +75,8 @@ def _csv(result: msgspec.Struct) -> str:
     columns = list(head) + [c for c in (lines[0] if lines else {}) if c not in head]
     if "rows" in data and not lines:
         columns = list(head)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")
-    writer.writeheader()
-    for line in lines:
-        writer.writerow({k: "" if v is None else v for k, v in line.items()})
-    return out.getvalue()
+    cleaned = ({k: "" if v is None else v for k, v in line.items()} for line in lines)
+    return csv_cells.write_dicts(columns, cleaned)
 
 
 async def answer(
