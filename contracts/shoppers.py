@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contracts.campaigns import Offer
+from contracts.challenges import Badge
 from contracts.email import EmailText, LocaleText
 from contracts.text import LINE_PATTERN, PROSE_PATTERN
 
@@ -85,6 +86,8 @@ class Profile(_Response):
     cards: list[Card]
     email: str | None = None  # where notices and sign-in codes go (issue 16)
     locale: str = "en"  # their language: "en" or "ru"
+    # issue 19: one per challenge completed, kept (marked revoked) when a refund takes it back
+    badges: list[Badge] = msgspec.field(default_factory=list)
 
 
 class ProfileUpdate(_Request):

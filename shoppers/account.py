@@ -32,6 +32,7 @@ from infra.db import Conn
 from ledger import service as ledger
 from ledger.errors import InvalidArgument
 from shoppers import identity, queries, tiers
+from shoppers.challenges import view as challenges_view
 from shoppers.errors import HistoryCursorInvalid, ShopperErased, ShopperNotFound
 from shoppers.mail import contacts
 
@@ -80,6 +81,7 @@ async def profile(conn: Conn, shopper_id: int) -> Profile:
         cards=await identity.cards_of(conn, shopper_id),
         email=contact.email,
         locale=contact.locale,
+        badges=await challenges_view.badges(conn, shopper_id),
     )
 
 

@@ -19,7 +19,15 @@ from infra.db import Conn
 from shoppers.challenges import _queries as q
 from shoppers.challenges.errors import ChallengeNotFound
 
-__all__ = ["BADGES_MAX", "BOARD_RANKS_MAX", "CHALLENGES_SHOWN_MAX", "leaderboard", "mine", "opt_in"]
+__all__ = [
+    "BADGES_MAX",
+    "BOARD_RANKS_MAX",
+    "CHALLENGES_SHOWN_MAX",
+    "badges",
+    "leaderboard",
+    "mine",
+    "opt_in",
+]
 
 CHALLENGES_SHOWN_MAX = 100
 BADGES_MAX = 100
@@ -50,7 +58,12 @@ async def mine(conn: Conn, shopper_id: int, *, now: datetime | None = None) -> M
             completed.append(item)
         elif row["starts_at"] <= at < row["ends_at"]:
             active.append(item)
-    badges = [
+    return MyChallenges(active=active, completed=completed, badges=await badges(conn, shopper_id))
+
+
+async def badges(conn: Conn, shopper_id: int) -> list[Badge]:
+    """The shopper's badges, newest first (also on the profile, `GET /v1/me`)."""
+    return [
         Badge(
             challenge_id=row["challenge_id"],
             name=row["name"],
@@ -60,7 +73,6 @@ async def mine(conn: Conn, shopper_id: int, *, now: datetime | None = None) -> M
         )
         for row in await conn.fetch(q.MY_BADGES, shopper_id, BADGES_MAX)
     ]
-    return MyChallenges(active=active, completed=completed, badges=badges)
 
 
 async def opt_in(conn: Conn, shopper_id: int, challenge_id: int, *, on: bool) -> Leaderboard:

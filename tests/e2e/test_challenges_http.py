@@ -163,6 +163,10 @@ async def test_three_partners_award_once_with_the_third_purchase_sent_twice(
         assert [(x["challenge_id"], x["state"]) for x in mine["badges"]] == [
             (challenge["id"], "active")
         ]
+        profile = (await http.get("/v1/me", headers=me)).json()
+        assert [(x["challenge_id"], x["state"]) for x in profile["badges"]] == [
+            (challenge["id"], "active")
+        ]
         await assert_verified(pool)
 
         # the shopper spends most of it; the refund of the third purchase claws it all back
@@ -194,6 +198,10 @@ async def test_three_partners_award_once_with_the_third_purchase_sent_twice(
             assert await ledger.balance(conn, MARKETING) == marketing_before
         mine = (await http.get("/v1/me/challenges", headers=me)).json()
         assert [(x["challenge_id"], x["state"]) for x in mine["badges"]] == [
+            (challenge["id"], "revoked")
+        ]
+        profile = (await http.get("/v1/me", headers=me)).json()
+        assert [(x["challenge_id"], x["state"]) for x in profile["badges"]] == [
             (challenge["id"], "revoked")
         ]
         await assert_verified(pool)
