@@ -43,6 +43,8 @@ def router() -> Router:
             pages.confirm_erasure,
             pages.erase,
             pages.invite,
+            pages.unsubscribe_page,
+            pages.unsubscribe_confirmed,
             pages.switch_language,
         ],
         response_headers=HEADERS,

@@ -138,6 +138,16 @@ EN: dict[str, str] = {
     "erasure_check": "I understand that this cannot be undone",
     "erasure_do": "Delete my data",
     "cancel": "Cancel",
+    "unsubscribe_title": "Unsubscribe from emails",
+    "unsubscribe_text": "You will no longer get notices about expiring points, tiers or offers. "
+    "Sign-in codes and receipts you ask for still arrive.",
+    "unsubscribe_already": "You are already unsubscribed: nothing more to do.",
+    "unsubscribe_do": "Unsubscribe",
+    "unsubscribed_title": "You are unsubscribed",
+    "unsubscribed_text": "We will send you no more notices. You can turn them back on from your "
+    "card page at any time.",
+    "unsubscribe_token_invalid": "This unsubscribe link is not valid. Open the link from the "
+    "email again, or sign in to your card to change what you receive.",
     "erased_title": "Your data has been deleted",
     "erased_text": "Your cards are blocked and your personal data is gone. Thank you for having "
     "been with us.",
@@ -268,6 +278,16 @@ RU: dict[str, str] = {
     "erasure_check": "Я понимаю, что это необратимо",
     "erasure_do": "Удалить мои данные",
     "cancel": "Отмена",
+    "unsubscribe_title": "Отписаться от писем",
+    "unsubscribe_text": "Вы больше не будете получать уведомления о сгорающих баллах, уровнях и "
+    "предложениях. Коды входа и запрошенные вами письма по-прежнему придут.",
+    "unsubscribe_already": "Вы уже отписаны: больше ничего делать не нужно.",
+    "unsubscribe_do": "Отписаться",
+    "unsubscribed_title": "Вы отписаны",
+    "unsubscribed_text": "Мы больше не будем присылать уведомления. Их можно снова включить на "
+    "странице карты в любой момент.",
+    "unsubscribe_token_invalid": "Ссылка для отписки недействительна. Откройте ссылку из письма "
+    "ещё раз или войдите в карту, чтобы выбрать, какие письма получать.",
     "erased_title": "Ваши данные удалены",
     "erased_text": "Карты заблокированы, персональные данные удалены. Спасибо, что были с нами.",
 }

@@ -1,5 +1,6 @@
 """The card page's routes: sign-in (a link from a partner's app, or a code by email), the
-card, history, consent per partner, the NPS question, erasure, the language switch.
+card, history, consent per partner, the NPS question, erasure, the language switch, and the
+page behind an email's unsubscribe link.
 
 Every handler reads or writes through service functions (`views`, `sessions`, `shoppers.*`)
 inside `in_transaction`; no SQL here.
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request, get, post
 from litestar.datastructures import Cookie
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
+from contracts.email import UNSUBSCRIBE_TOKEN_CHARS_MAX
 from contracts.shoppers import NPS_COMMENT_CHARS_MAX, NpsAnswer
 from gateway.card import state, views, web
 from gateway.card.i18n import LOCALES
@@ -33,12 +36,14 @@ from gateway.card.sessions import (
     open_session,
     redeem_code,
 )
+from gateway.routes import email as email_routes
 from gateway.routes._common import in_transaction
 from gateway.state import AppState
 from gateway.tokens import TokenRejected, verify_shopper
 from infra.db import Conn
 from shoppers import account, erasure, partner_consent
 from shoppers.errors import HistoryCursorInvalid, ShopperErased, ShopperNotFound
+from shoppers.mail import unsubscribe
 from shoppers.partner_consent import PartnerUnknown
 
 Page = Template | Redirect
@@ -280,6 +285,44 @@ async def erase(request: Request[Any, Any, Any]) -> Page:
 
 
 # ---- public pages -----------------------------------------------------------------------
+
+
+@get("/unsubscribe")
+async def unsubscribe_page(
+    request: Request[Any, Any, Any], token: FromQuery[str | None] = None
+) -> Page:
+    """The page behind the link in an email's body: says what the button does and changes
+    nothing (link scanners GET); the signed token is the only credential, as for the API."""
+    shopper_id = _unsubscriber(request, token)
+    if shopper_id is None:
+        return web.error_page(request, "unsubscribe_token_invalid", status_code=400)
+    assert token is not None, "a shopper was read from it"
+    done = await in_transaction(request, lambda conn: unsubscribe.is_unsubscribed(conn, shopper_id))
+    # the language switch comes back here with the token (it only accepts /card paths)
+    here = f"/card/unsubscribe?token={quote(token)}"
+    return web.page(request, "unsubscribe", token=token, already=done, path=here)
+
+
+@post("/unsubscribe")
+async def unsubscribe_confirmed(request: Request[Any, Any, Any]) -> Page:
+    form = await request.form()
+    token = form.get("token")
+    shopper_id = _unsubscriber(request, token if isinstance(token, str) else None)
+    if shopper_id is None:
+        return web.error_page(request, "unsubscribe_token_invalid", status_code=400)
+    await in_transaction(
+        request, lambda conn: unsubscribe.apply(conn, shopper_id, now=datetime.now(UTC))
+    )
+    return web.page(request, "unsubscribed")
+
+
+def _unsubscriber(request: Request[Any, Any, Any], token: str | None) -> int | None:
+    if token is None or len(token) > UNSUBSCRIBE_TOKEN_CHARS_MAX:
+        return None
+    try:
+        return email_routes.signer(request).shopper_of(token)
+    except unsubscribe.UnsubscribeTokenInvalid:
+        return None
 
 
 @get("/invite/{code:str}")

@@ -32,7 +32,8 @@ OPERATOR = {"operator": Provide(provide_operator)}
 _SIGNER_ATTR = "email_unsubscribes"
 
 
-def _signer(request: Request[Any, Any, Any]) -> Unsubscribes:
+def signer(request: Request[Any, Any, Any]) -> Unsubscribes:
+    """The app's unsubscribe token signer (also used by the card's unsubscribe page)."""
     signer = getattr(request.app.state, _SIGNER_ATTR, None)
     if isinstance(signer, Unsubscribes):
         return signer
@@ -43,7 +44,7 @@ def _signer(request: Request[Any, Any, Any]) -> Unsubscribes:
 
 def _shopper_of(request: Request[Any, Any, Any], token: str) -> int:
     try:
-        return _signer(request).shopper_of(token)
+        return signer(request).shopper_of(token)
     except UnsubscribeTokenInvalid as exc:
         raise ApiError(400, ErrorCode.UNSUBSCRIBE_TOKEN_INVALID, str(exc)) from None
 

@@ -234,17 +234,17 @@ async def deliver(
     """Render, send and mark one claimed message; returns its metric outcome."""
     assert to.email is not None, to
     assert to.refused is None, to
-    unsubscribe_url = (
-        mailer.unsubscribes.url(to.shopper_id)
-        if planned.wants_consent and to.shopper_id is not None
-        else None
-    )
+    # the header is for mail clients (one-click POST), the body's link for a person (a page)
+    unsubscribe_url = unsubscribe_page_url = None
+    if planned.wants_consent and to.shopper_id is not None:
+        unsubscribe_url = mailer.unsubscribes.url(to.shopper_id)
+        unsubscribe_page_url = mailer.unsubscribes.page_url(to.shopper_id)
     sent_at = datetime.now(UTC)
     try:
         rendered = render(
             planned.reason,
             to.locale,
-            {**planned.context, **to.extra, "unsubscribe_url": unsubscribe_url},
+            {**planned.context, **to.extra, "unsubscribe_url": unsubscribe_page_url},
         )
         message = compose(
             Envelope(mailer.sender, to.email, to.locale, message_id, sent_at, unsubscribe_url),

@@ -28,7 +28,8 @@ __all__ = ["UnsubscribeTokenInvalid", "Unsubscribes", "apply", "is_unsubscribed"
 KEY_BYTES = 32
 KEY_INFO = b"coalition/email-unsubscribe/v1"
 MESSAGE_PREFIX = b"unsubscribe:v1:"
-UNSUBSCRIBE_PATH = "/v1/email/unsubscribe"
+UNSUBSCRIBE_PATH = "/v1/email/unsubscribe"  # RFC 8058's one-click POST (List-Unsubscribe)
+PAGE_PATH = "/card/unsubscribe"  # the page a person clicking the link in the body sees
 _TOKEN = re.compile(r"([1-9][0-9]{0,18})\.([A-Za-z0-9_-]{43})")
 
 # Withdraw marketing consent (the row is created if the shopper never gave any) and record it.
@@ -79,6 +80,9 @@ class Unsubscribes:
 
     def url(self, shopper_id: int) -> str:
         return f"{self.base_url}{UNSUBSCRIBE_PATH}?token={quote(self.token(shopper_id))}"
+
+    def page_url(self, shopper_id: int) -> str:
+        return f"{self.base_url}{PAGE_PATH}?token={quote(self.token(shopper_id))}"
 
     def shopper_of(self, token: str) -> int:
         """The shopper a genuine token names, or UnsubscribeTokenInvalid."""
