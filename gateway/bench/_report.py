@@ -206,7 +206,8 @@ def render_table(report: Report) -> str:
             lines.append(f"{s.name}: CLOSED LOOP, {report.connections} connections (wrk)")
         lines.append(
             f"{s.name}: pool of {s.pool_requests} pre-signed requests generated in "
-            f"{s.generation_s:.1f} s; CPU s used by wrk {s.loadgen_cpu_s:.2f}, by the server "
+            f"{s.generation_s:.1f} s; CPU s used by the load generator {s.loadgen_cpu_s:.2f}, "
+            "by the server "
             + ("?" if s.server_cpu_s is None else f"{s.server_cpu_s:.1f}")
             + ", by PostgreSQL "
             + ("?" if s.postgres_cpu_s is None else f"{s.postgres_cpu_s:.1f}")
