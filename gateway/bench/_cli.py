@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 
 from contracts.signing import CREATED_SKEW_S_MAX
-from gateway.bench import _check, _provision, _report, _requests, _server
+from gateway.bench import _check, _open_loop, _provision, _report, _requests, _server
 from gateway.tokens import load_or_create
 from infra import embedded, migrations
 
@@ -90,6 +90,15 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=REQUESTS_PER_S_MAX_DEFAULT,
         help="pre-signed pool size per second of run (default %(default)s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: send at this constant arrival rate (requests/s) instead of wrk's "
+        "closed loop; latency counts from each request's intended send time",
+    )
+    p.add_argument(
+        "--seconds", type=int, help="open loop: seconds of arrivals (default --duration-s)"
     )
     return p
 
@@ -274,6 +283,49 @@ def signed_pool(
     return planned, pool_prefix, log_prefix
 
 
+def write_open_loop_log(log_prefix: Path, result: _open_loop.OpenLoopResult) -> None:
+    with Path(f"{log_prefix}0.log").open("w") as log:
+        for sample in result.samples:
+            if sample.status:
+                log.write(f"{sample.status} {sample.index}\n")
+
+
+async def run_open_loop(
+    raws: list[bytes],
+    base_url: str,
+    log_prefix: Path,
+    *,
+    rate_per_s: float,
+    seconds: int,
+    connections: int,
+) -> tuple[_report.WrkSummary, _open_loop.OpenLoopResult]:
+    """Send `raws` at `rate_per_s` over `connections` sockets; log "<status> <id>" per answer
+    as the wrk script does, so the tally and the correctness check read it unchanged."""
+    host, _, port = base_url.removeprefix("http://").rstrip("/").partition(":")
+    sockets = _open_loop.RawConnections(host, int(port or 80), raws, size=connections)
+    try:
+        result = await _open_loop.run(
+            sockets.send, rate_per_s=rate_per_s, seconds=seconds, in_flight_max=connections
+        )
+    finally:
+        await sockets.close()
+    write_open_loop_log(log_prefix, result)
+    errors = sum(1 for sample in result.samples if not sample.status)
+    summary = _report.WrkSummary(
+        requests=len(result.samples) - errors,
+        duration_s=max(float(seconds), result.elapsed_s),
+        latency_ms_p50=result.latency_ms(50),
+        latency_ms_p95=result.latency_ms(95),
+        latency_ms_p99=result.latency_ms(99),
+        latency_ms_max=result.latency_ms(100),
+        errors_connect=0,
+        errors_read=errors,
+        errors_write=0,
+        errors_timeout=0,
+    )
+    return summary, result
+
+
 async def scenario(
     name: str,
     *,
@@ -288,11 +340,20 @@ async def scenario(
     postmaster_pid: int | None,
 ) -> _report.ScenarioResult:
     run = f"{name}-{time.time_ns()}"
-    count = args.requests_per_s_max * args.duration_s
-    started = time.monotonic()
-    planned, pool_prefix, log_prefix = signed_pool(
-        name, network, count, run=run, seed=len(name), scratch=scratch
+    open_loop = args.rate is not None
+    count = (
+        int(args.rate * args.seconds) if open_loop else args.requests_per_s_max * args.duration_s
     )
+    started = time.monotonic()
+    raws: list[bytes] = []
+    if open_loop:
+        planned = list(_requests.plan(name, network, count, run=run, seed=len(name)))
+        raws = [_requests.raw_request(item, network, i) for i, item in enumerate(planned)]
+        pool_prefix, log_prefix = scratch / f"{run}-pool-", scratch / f"{run}-log-"
+    else:
+        planned, pool_prefix, log_prefix = signed_pool(
+            name, network, count, run=run, seed=len(name), scratch=scratch
+        )
     generation_s = time.monotonic() - started
     if generation_s + args.duration_s > CREATED_SKEW_S_MAX - CREATED_MARGIN_S:
         # The last requests would reach the server with a `created` it refuses (401).
@@ -306,15 +367,28 @@ async def scenario(
     cpu_before = _children_cpu_s()
     server_cpu_before = process_cpu_s(server_pid)
     postgres_cpu_before = process_tree_cpu_s(postmaster_pid)
-    summary = await run_wrk(
-        wrk,
-        base_url,
-        pool_prefix,
-        log_prefix,
-        connections=args.connections,
-        duration_s=args.duration_s,
-    )
-    loadgen_cpu_s = _children_cpu_s() - cpu_before
+    open_result: _open_loop.OpenLoopResult | None = None
+    if open_loop:
+        loop_cpu_before = time.process_time()
+        summary, open_result = await run_open_loop(
+            raws,
+            base_url,
+            log_prefix,
+            rate_per_s=args.rate,
+            seconds=args.seconds,
+            connections=args.connections,
+        )
+        loadgen_cpu_s = time.process_time() - loop_cpu_before
+    else:
+        summary = await run_wrk(
+            wrk,
+            base_url,
+            pool_prefix,
+            log_prefix,
+            connections=args.connections,
+            duration_s=args.duration_s,
+        )
+        loadgen_cpu_s = _children_cpu_s() - cpu_before
     server_cpu_after = process_cpu_s(server_pid)
     postgres_cpu_after = process_tree_cpu_s(postmaster_pid)
     postgres_cpu_s = (
@@ -371,6 +445,10 @@ async def scenario(
         postgres_cpu_s=postgres_cpu_s,
         calls_per_commit=_report.calls_per_commit(groups_before, groups_after),
         problems=problems,
+        mode="closed-loop" if open_result is None else "open-loop",
+        rate_per_s=None if open_result is None else open_result.rate_per_s,
+        latency_ms_p999=None if open_result is None else open_result.latency_ms(99.9),
+        late_sends=None if open_result is None else open_result.late,
     )
 
 
@@ -560,6 +638,18 @@ async def _owned_run(
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.seconds is not None and args.rate is None:
+        print("coalition bench: --seconds goes with --rate (open loop)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.rate is not None:
+        args.seconds = args.seconds or args.duration_s
+        args.duration_s = args.seconds  # pgbench and the warm-up run as long
+        if not 0 < args.rate <= REQUESTS_PER_S_MAX_LIMIT:
+            print(
+                f"coalition bench: --rate must be in (0, {REQUESTS_PER_S_MAX_LIMIT}]",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     if not 1 <= args.duration_s <= DURATION_S_MAX:
         print(f"coalition bench: --duration-s must be 1..{DURATION_S_MAX}", file=sys.stderr)
         return EXIT_USAGE

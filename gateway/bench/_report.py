@@ -73,6 +73,12 @@ class ScenarioResult(msgspec.Struct, kw_only=True):
     postgres_cpu_s: float | None  # the postmaster's and its backends' CPU (when local)
     calls_per_commit: float | None  # partner calls per group transaction, from /metrics
     problems: list[str]
+    # "closed-loop" (wrk: the next request waits for a free connection, so a stall hides its
+    # own queueing) or "open-loop" (--rate: latency from each request's intended send time).
+    mode: str = "closed-loop"
+    rate_per_s: float | None = None  # open loop: the arrival rate asked for
+    latency_ms_p999: float | None = None  # open loop only
+    late_sends: int | None = None  # open loop: requests dispatched after their due time
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -189,9 +195,19 @@ def render_table(report: Report) -> str:
             f"{s.latency_ms_p95:>9.1f}{s.latency_ms_p99:>9.1f}{s.requests:>10}  {statuses}"
         )
     for s in report.scenarios:
+        if s.mode == "open-loop":
+            lines.append(
+                f"{s.name}: OPEN LOOP at {s.rate_per_s:.0f}/s asked, {s.requests_per_s:.0f}/s "
+                f"achieved; latency from the intended send time p50 {s.latency_ms_p50:.1f} ms, "
+                f"p99 {s.latency_ms_p99:.1f} ms, p99.9 {s.latency_ms_p999 or 0.0:.1f} ms; "
+                f"sent late {s.late_sends}"
+            )
+        else:
+            lines.append(f"{s.name}: CLOSED LOOP, {report.connections} connections (wrk)")
         lines.append(
             f"{s.name}: pool of {s.pool_requests} pre-signed requests generated in "
-            f"{s.generation_s:.1f} s; CPU s used by wrk {s.loadgen_cpu_s:.2f}, by the server "
+            f"{s.generation_s:.1f} s; CPU s used by the load generator {s.loadgen_cpu_s:.2f}, "
+            "by the server "
             + ("?" if s.server_cpu_s is None else f"{s.server_cpu_s:.1f}")
             + ", by PostgreSQL "
             + ("?" if s.postgres_cpu_s is None else f"{s.postgres_cpu_s:.1f}")
