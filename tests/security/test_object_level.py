@@ -8,10 +8,10 @@ an id of another partner does not exist for B), and A's own call must succeed, s
 would fail if the route answered 404 to everyone. A new id route that has no case here and no
 stated exception fails `test_every_id_route_is_covered`.
 
-Shopper routes (`/v1/me...`) take no path id: they read the token's shopper only, so there is
-no other shopper's id to send (asserted below). Operator routes (`/v1/operator/...` and the
-console pages) are role-based, not owned by a tenant: `tests/security/test_operator_roles.py`
-covers them.
+Shopper routes (`/v1/me...`) read the token's shopper only; the one path id they take names a
+challenge every shopper is offered, whose leaderboard shows only ranks (stated below).
+Operator routes (`/v1/operator/...` and the console pages) are role-based, not owned by a
+tenant: `tests/security/test_operator_roles.py` covers them.
 """
 
 from __future__ import annotations
@@ -186,6 +186,47 @@ async def _delivery(w: World) -> dict[str, str]:
     return {**values, "message_id": message_id}
 
 
+async def _challenge(w: World) -> dict[str, str]:
+    now = datetime.now(UTC)
+    body = {
+        "name": f"bola {next(_keys)}",
+        "kind": "purchases_within",
+        "goal": 2,
+        "window_weeks": 1,
+        "starts_at": (now - timedelta(minutes=1)).isoformat(),
+        "ends_at": (now + timedelta(days=1)).isoformat(),
+        "reward_points": 10,
+        "budget_points": 100,
+    }
+    return {"challenge_id": str((await w.created("POST", "/v1/challenges", body))["id"])}
+
+
+async def _membership(w: World) -> dict[str, str]:
+    plan = await w.http.post(
+        "/v1/operator/membership-plans",
+        json={
+            "code": f"bola{next(_keys)}",
+            "name": "Bola Plus",
+            "price_minor": 500,
+            "currency": "EUR",
+            "term": "monthly",
+            "benefits": {"earn_multiplier_bps": 15_000, "monthly_bonus_points": 0, "perks": []},
+        },
+        headers=admin_headers(w.signing_key),
+    )
+    assert plan.status_code == 201, plan.text
+    async with w.a.client(w.base_url) as at_a:
+        card = (await at_a.enroll()).card_number  # one active membership per shopper
+    body = {
+        "partner_ref": f"bola-plus-{next(_keys)}",
+        "card_number": card,
+        "plan_id": plan.json()["id"],
+        "price_minor": 500,
+        "currency": "EUR",
+    }
+    return {"membership_id": str((await w.created("POST", "/v1/memberships", body))["id"])}
+
+
 Make = Callable[[World], Awaitable[dict[str, str]]]
 
 
@@ -222,6 +263,17 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{message_id}/retry"): Case(
         _delivery, owner_status=202
     ),
+    ("GET", "/v1/challenges/{challenge_id}"): Case(_challenge),
+    ("GET", "/v1/memberships/{membership_id}"): Case(_membership),
+    ("POST", "/v1/memberships/{membership_id}/cancel"): Case(_membership, lambda: {}),
+}
+# Shopper routes with an id that names no shopper's object, each with the reason.
+SHOPPER_NOT_OWNED = {
+    ("GET", "/v1/me/challenges/{challenge_id}/leaderboard"): "a challenge is offered to every "
+    "shopper; the board answers ranks and the caller's own position only, never another "
+    "shopper's identity (tests/e2e/test_challenges_http.py)",
+    ("PUT", "/v1/me/challenges/{challenge_id}/leaderboard"): "the caller's own opt-in to a "
+    "challenge every shopper is offered",
 }
 
 
@@ -251,12 +303,14 @@ def _skipped_by_rule(caller: Caller, path: str) -> str | None:
 def test_every_id_route_is_covered() -> None:
     uncovered = []
     for caller, method, path in _id_routes():
-        assert caller is not Caller.SHOPPER, f"a shopper route with a path id: {method} {path}"
+        if caller is Caller.SHOPPER:
+            assert (method, path) in SHOPPER_NOT_OWNED, f"a shopper route with an id: {path}"
+            continue
         if _skipped_by_rule(caller, path) is None and (method, path) not in {**CASES, **NOT_OWNED}:
             uncovered.append(f"{method} {path}")
     assert uncovered == [], f"id routes without an object-level case: {uncovered}"
     served_now = {(m, p) for _, m, p in _id_routes()}
-    stale = [key for key in [*CASES, *NOT_OWNED] if key not in served_now]
+    stale = [key for key in [*CASES, *NOT_OWNED, *SHOPPER_NOT_OWNED] if key not in served_now]
     assert stale == [], f"cases for routes no longer served: {stale}"
 
 
