@@ -26,6 +26,7 @@ class Area(StrEnum):
     CAMPAIGNS = "campaigns"
     AUDIT = "audit"
     SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
+    KEYS_REVOKE = "keys_revoke"
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -41,6 +42,7 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.CAMPAIGNS: frozenset({A, F, S, U}),  # GET /v1/operator/campaigns
     Area.AUDIT: frozenset({A, F, U}),
     Area.SECURITY_POLICY: frozenset({A}),
+    Area.KEYS_REVOKE: frozenset({A}),  # DELETE .../keys/{key_id}
 }
 
 # The navigation, in order: (label, path, area).

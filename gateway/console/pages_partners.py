@@ -1,12 +1,14 @@
-"""Partners: the list, one partner with its pricing and API keys, key creation (admin only:
-the button is not shown to other roles and a forged POST is refused the same way)."""
+"""Partners: the list, one partner with its pricing and API keys, key creation and revocation
+(admin only: the buttons are not shown to other roles and a forged POST is refused the same
+way). Revocation has a confirmation page and calls the function DELETE .../keys/{key_id} calls."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.response import Template
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
 
 from contracts.partners import ApiKey, ApiKeyCreated, Partner
 from gateway.console import audit
@@ -16,6 +18,7 @@ from gateway.partner_state import PartnerGateway
 from gateway.routes._common import PathId, in_transaction
 from infra.db import Conn
 from partners import directory, operations
+from partners.errors import NotFound
 
 
 @get("/console/partners")
@@ -26,7 +29,9 @@ async def partners(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/console/partners/{partner_id:int}")
-async def partner(request: Request[Any, Any, Any], partner_id: PathId) -> Template:
+async def partner(
+    request: Request[Any, Any, Any], partner_id: PathId, revoked: FromQuery[str | None] = None
+) -> Template:
     user = require(request, Area.PARTNERS)
     shows_keys = may(user.role, Area.KEYS)
 
@@ -43,6 +48,11 @@ async def partner(request: Request[Any, Any, Any], partner_id: PathId) -> Templa
         p=found,
         keys=keys,
         shows_keys=shows_keys,
+        # Only a key of this partner that is revoked is named: the query is not echoed blindly.
+        done=next(
+            (f"Key {k.key_id} is revoked." for k in keys if k.key_id == revoked and k.revoked_at),
+            None,
+        ),
     )
 
 
@@ -78,4 +88,58 @@ async def create_key(request: Request[Any, Any, Any], partner_id: PathId) -> Tem
     )
 
 
-ROUTES = [partners, partner, create_key]
+async def _key_of(conn: Conn, partner_id: int, key_id: str) -> tuple[Partner, ApiKey]:
+    """The partner and one of its keys; another partner's key id answers 404."""
+    found = await operations.get_partner(conn, partner_id)
+    for key in await directory.list_keys(conn, partner_id):
+        if key.key_id == key_id:
+            return found, key
+    raise NotFound("key")
+
+
+def _key_state(key: ApiKey) -> dict[str, Any]:
+    return {"key_id": key.key_id, "revoked_at": key.revoked_at}
+
+
+@get("/console/partners/{partner_id:int}/keys/{key_id:str}/revoke")
+async def revoke_key_confirm(
+    request: Request[Any, Any, Any], partner_id: PathId, key_id: FromPath[str]
+) -> Template:
+    require(request, Area.KEYS_REVOKE)
+    found, key = await in_transaction(request, lambda conn: _key_of(conn, partner_id, key_id))
+    return page(
+        request,
+        "confirm_revoke_key.html",
+        title=f"Revoke key {key_id}",
+        active="Partners",
+        p=found,
+        key=key,
+    )
+
+
+@post("/console/partners/{partner_id:int}/keys/{key_id:str}/revoke", status_code=303)
+async def revoke_key(
+    request: Request[Any, Any, Any], partner_id: PathId, key_id: FromPath[str]
+) -> Redirect:
+    user = require(request, Area.KEYS_REVOKE)
+    gateway: PartnerGateway = request.app.state.partner_gateway
+
+    async def work(conn: Conn) -> None:
+        _, before = await _key_of(conn, partner_id, key_id)
+        after = await operations.revoke_api_key(conn, partner_id, key_id, operator=user.email)
+        await audit.record(
+            conn,
+            user,
+            "api_key.revoke",
+            f"partner:{partner_id}",
+            before=_key_state(before),
+            after=_key_state(after),
+        )
+
+    await in_transaction(request, work)
+    # As the API route does: this process refuses the key at once, others within the cache TTL.
+    gateway.keys.forget(key_id)
+    return Redirect(f"/console/partners/{partner_id}?revoked={key_id}", status_code=303)
+
+
+ROUTES = [partners, partner, create_key, revoke_key_confirm, revoke_key]

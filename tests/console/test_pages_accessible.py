@@ -89,6 +89,7 @@ async def network(
         "period": str(period.period_id),
         "statement": str(period.statements[0].statement_id),
         "reconciliation": str(report.reconciliation_id),
+        "key": grocer.key_id,
     }
 
 
@@ -111,6 +112,7 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("shopper-erase", f"/console/shoppers/{n['shopper']}/erase"),
         ("campaigns", "/console/campaigns"),
         ("audit", "/console/audit"),
+        ("key-revoke", f"/console/partners/{n['partner']}/keys/{n['key']}/revoke"),
     ]
 
 
