@@ -199,6 +199,31 @@ GROUP BY e.partner_id
 ORDER BY e.partner_id
 """
 
+# The same net figures per UTC day over [$1, $1 + $2 days), every day present (zero when quiet).
+POINTS_BY_DAY = """
+WITH days AS (
+    SELECT generate_series(0, $2::int - 1) AS n
+), per_day AS (
+    SELECT floor(extract(epoch FROM e.created_at - $1) / 86400)::int AS n,
+           coalesce(-sum(p.amount) FILTER (WHERE e.kind IN ('earn', 'goodwill')), 0)
+         - coalesce(sum(p.amount) FILTER (WHERE e.kind IN ('refund_earn', 'goodwill_debit')), 0)
+               AS issued,
+           coalesce(sum(p.amount) FILTER (WHERE e.kind IN ('burn', 'capture')), 0)
+         - coalesce(-sum(p.amount) FILTER (WHERE e.kind = 'refund_burn'), 0)
+               AS redeemed
+    FROM ledger.posting p
+    JOIN ledger.entry e ON e.entry_id = p.entry_id
+    WHERE p.account_id = (
+              SELECT account_id FROM ledger.account WHERE name = 'network:points_issued')
+      AND e.created_at >= $1 AND e.created_at < $1 + make_interval(days => $2::int)
+      AND e.partner_id IS NOT NULL
+    GROUP BY 1
+)
+SELECT d.n, coalesce(x.issued, 0)::bigint AS issued, coalesce(x.redeemed, 0)::bigint AS redeemed
+FROM days d LEFT JOIN per_day x ON x.n = d.n
+ORDER BY d.n
+"""
+
 # Points earned at A (the lot's issuing partner) and burned at B, net of refunded burns.
 FLOW_MATRIX = """
 SELECT l.partner_id AS earned_partner_id, e.partner_id AS burned_partner_id,

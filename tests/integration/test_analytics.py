@@ -131,3 +131,41 @@ def test_a_period_must_be_ordered_and_bounded() -> None:
         analytics.period(now, now - timedelta(days=1), now=now)
     with pytest.raises(analytics.AnalyticsPeriodInvalid):
         analytics.period(now - timedelta(days=5_000), now, now=now)
+
+
+async def test_points_per_day_is_partner_points_summed_for_each_day(
+    pool: asyncpg.Pool, partners: list[int]
+) -> None:
+    """The dashboard's one-query series equals one `partner_points` call per day, and a day's
+    bucket is [start + n days, start + n + 1 days), whatever the hour of `start`."""
+    p1, _ = partners
+    shopper = 900_002
+    async with pool.acquire() as conn:
+        await ledger.earn(
+            conn, idempotency_key="day-e1", shopper_id=shopper, partner_id=p1, points=70,
+            issue_price_micros=10_000, expires_at=datetime.now(UTC) + timedelta(days=30),
+        )  # fmt: skip
+        burn = await ledger.burn(
+            conn, idempotency_key="day-b1", shopper_id=shopper, partner_id=p1, points=30,
+            redemption_price_micros=8_000,
+        )  # fmt: skip
+        await ledger.refund_burn(
+            conn, idempotency_key="day-r1", original_entry_id=burn.entry_id, points=5
+        )
+        start = datetime.now(UTC) - timedelta(hours=36)  # now falls in day 1 of 0..2
+        series = await analytics.points_per_day(conn, start, 3)
+        expected = []
+        for n in range(3):
+            day = (start + timedelta(days=n), start + timedelta(days=n + 1))
+            rows = (await analytics.partner_points(conn, day)).rows
+            expected.append(
+                (
+                    day[0],
+                    sum(r.points_issued - r.points_issued_reversed for r in rows),
+                    sum(r.points_redeemed - r.points_redeemed_reversed for r in rows),
+                )
+            )
+    assert [(d.start, d.issued, d.redeemed) for d in series] == expected
+    assert series[0].issued == series[2].issued == 0
+    assert series[1].issued >= 70  # this test's earn, plus any of the module's earlier ones
+    assert series[1].redeemed >= 25  # 30 burned, 5 given back
