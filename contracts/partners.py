@@ -66,6 +66,12 @@ class PartnerCreate(PricingTerms):
     )
 
 
+class RateLimitUpdate(_Request):
+    """A partner's per-key limit (calls per second), changed by an admin."""
+
+    rate_limit_per_s: Annotated[int, msgspec.Meta(ge=1, le=RATE_LIMIT_PER_S_MAX)]
+
+
 class PricingVersionCreate(PricingTerms):
     """A new pricing version; `effective_at` defaults to now and is never in the past."""
 

@@ -84,6 +84,16 @@ async def add_pricing_version(
     return await get_partner(conn, partner_id)
 
 
+async def set_rate_limit(conn: Conn, partner_id: int, rate_limit_per_s: int) -> int:
+    """Change a partner's per-key limit; answers the limit it replaced. Each process's key
+    cache holds the old one until it forgets the partner's keys (or their TTL ends)."""
+    assert rate_limit_per_s >= 1, rate_limit_per_s
+    before = await conn.fetchval(queries.SET_RATE_LIMIT, partner_id, rate_limit_per_s)
+    if before is None:
+        raise NotFound("partner")
+    return int(before)
+
+
 async def get_partner(conn: Conn, partner_id: int) -> Partner:
     row = await conn.fetchrow(queries.PARTNER, partner_id)
     if row is None:

@@ -83,6 +83,7 @@ from partners.onboarding import (
     get_partner,
     key_for_signature,
     revoke_api_key,
+    set_rate_limit,
 )
 from partners.refunds import refund
 from shoppers import referrals, tiers
@@ -115,6 +116,7 @@ __all__ = [
     "refund",
     "replace_earn_rules",
     "revoke_api_key",
+    "set_rate_limit",
     "shopper_view",
     "void_hold",
 ]

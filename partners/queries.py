@@ -47,6 +47,14 @@ FROM partner_pricing_versions WHERE partner_id = $1 AND version = $2
 # The partner row is locked so that two concurrent key creations count each other.
 LOCK_PARTNER = "SELECT id FROM partners WHERE id = $1 FOR UPDATE"
 
+# The limit before and after, in one statement (the row locked by the UPDATE).
+SET_RATE_LIMIT = """
+WITH before AS (SELECT rate_limit_per_s FROM partners WHERE id = $1 FOR UPDATE)
+UPDATE partners p SET rate_limit_per_s = $2 FROM before
+WHERE p.id = $1
+RETURNING before.rate_limit_per_s AS before_per_s
+"""
+
 ACTIVE_KEY_COUNT = """
 SELECT count(*) FROM partner_api_keys WHERE partner_id = $1 AND revoked_at IS NULL
 """

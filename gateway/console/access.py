@@ -27,6 +27,7 @@ class Area(StrEnum):
     AUDIT = "audit"
     SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
     KEYS_REVOKE = "keys_revoke"
+    RATE_LIMIT = "rate_limit"  # change a partner's per-key calls per second
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -43,6 +44,7 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.AUDIT: frozenset({A, F, U}),
     Area.SECURITY_POLICY: frozenset({A}),
     Area.KEYS_REVOKE: frozenset({A}),  # DELETE .../keys/{key_id}
+    Area.RATE_LIMIT: frozenset({A}),  # PUT .../rate-limit
 }
 
 # The navigation, in order: (label, path, area).

@@ -7,15 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from contracts.partners import ApiKey, ApiKeyCreated, Partner
+from contracts.partners import RATE_LIMIT_PER_S_MAX, ApiKey, ApiKeyCreated, Partner
 from gateway.console import audit
 from gateway.console.access import Area, may
+from gateway.console.forms import text_field
 from gateway.console.web import page, require
 from gateway.partner_state import PartnerGateway
 from gateway.routes._common import PathId, in_transaction
+from gateway.routes.partners import forget_keys
 from infra.db import Conn
 from partners import directory, operations
 from partners.errors import NotFound
@@ -142,4 +145,65 @@ async def revoke_key(
     return Redirect(f"/console/partners/{partner_id}?revoked={key_id}", status_code=303)
 
 
-ROUTES = [partners, partner, create_key, revoke_key_confirm, revoke_key]
+def _per_s(value: str) -> int:
+    """A rate limit typed into the form: a whole number within the API's bounds, else 400."""
+    digits = value.isascii() and value.isdigit()  # not "²" or "٣", which isdigit() accepts
+    if not digits or not 1 <= int(value) <= RATE_LIMIT_PER_S_MAX:
+        raise ValidationException(
+            f"the rate limit is a whole number from 1 to {RATE_LIMIT_PER_S_MAX}"
+        )
+    return int(value)
+
+
+RATE_LIMIT_CHARS_MAX = 9
+
+
+@get("/console/partners/{partner_id:int}/rate-limit")
+async def rate_limit_confirm(
+    request: Request[Any, Any, Any], partner_id: PathId, per_s: FromQuery[str] = ""
+) -> Template:
+    """What the change would do; nothing changes until it is confirmed."""
+    require(request, Area.RATE_LIMIT)
+    wanted = _per_s(per_s[:RATE_LIMIT_CHARS_MAX])
+    found = await in_transaction(request, lambda conn: operations.get_partner(conn, partner_id))
+    return page(
+        request,
+        "confirm_rate_limit.html",
+        title=f"Rate limit of {found.name}",
+        active="Partners",
+        p=found,
+        per_s=wanted,
+    )
+
+
+@post("/console/partners/{partner_id:int}/rate-limit", status_code=303)
+async def set_rate_limit(request: Request[Any, Any, Any], partner_id: PathId) -> Redirect:
+    user = require(request, Area.RATE_LIMIT)
+    wanted = _per_s(text_field(await request.form(), "per_s", RATE_LIMIT_CHARS_MAX))
+
+    async def work(conn: Conn) -> list[str]:
+        before = await operations.set_rate_limit(conn, partner_id, wanted)
+        await audit.record(
+            conn,
+            user,
+            "partner.rate_limit",
+            f"partner:{partner_id}",
+            before={"rate_limit_per_s": before},
+            after={"rate_limit_per_s": wanted},
+        )
+        return [k.key_id for k in await directory.list_keys(conn, partner_id)]
+
+    key_ids = await in_transaction(request, work)
+    forget_keys(request, key_ids)  # as the API route does
+    return Redirect(f"/console/partners/{partner_id}", status_code=303)
+
+
+ROUTES = [
+    partners,
+    partner,
+    create_key,
+    revoke_key_confirm,
+    revoke_key,
+    rate_limit_confirm,
+    set_rate_limit,
+]

@@ -113,6 +113,7 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("campaigns", "/console/campaigns"),
         ("audit", "/console/audit"),
         ("key-revoke", f"/console/partners/{n['partner']}/keys/{n['key']}/revoke"),
+        ("rate-limit", f"/console/partners/{n['partner']}/rate-limit?per_s=50"),
     ]
 
 

@@ -53,6 +53,7 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("POST", "/v1/operator/partners"): "admin",
     ("POST", "/v1/operator/partners/{partner_id}/keys"): "admin",
     ("POST", "/v1/operator/partners/{partner_id}/pricing"): "admin",
+    ("PUT", "/v1/operator/partners/{partner_id}/rate-limit"): "admin",
     ("POST", "/v1/operator/reconciliations/{reconciliation_id}/items/{item_no}/resolve"): "finance",
     ("POST", "/v1/operator/settlements"): "admin finance",
     ("POST", "/v1/operator/shopper-merges"): "admin support",
