@@ -93,10 +93,14 @@ class Many(Generic[T]):
         admitted calls, makes the effects it can (in the group's transaction) and answers
         those by handle; every other call's own effect then runs by itself, after them.
     item: what `run` needs of this call.
+    card_number: the card whose shopper's wallet the effect locks, if the call names one: a
+        group with more than one step locks all these wallets first, in one order (see
+        `_lock_wallets`).
     """
 
     run: Callable[[Conn, list[tuple[int, Any]]], Awaitable[dict[int, T]]]
     item: Any
+    card_number: str | None = None
 
 
 async def run_once(
@@ -270,6 +274,7 @@ async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any] | No
         many = items[handle][1]
         if many is not None:
             routes.setdefault(many.run, []).append((handle, many.item))
+    await _lock_wallets(conn, items, admitted, steps=len(routes) + _singles(items, admitted))
     for run, handled_items in routes.items():
         for handle, result in (await run(conn, handled_items)).items():
             outcomes[handle] = calls[handle].stored(result)
@@ -277,6 +282,34 @@ async def _run_together(conn: Conn, items: list[tuple[_Call[Any], Many[Any] | No
         if outcomes[handle] is None:
             outcomes[handle] = await calls[handle].effect_in_group(conn)
     return outcomes
+
+
+def _singles(items: list[tuple[_Call[Any], Many[Any] | None]], admitted: list[int]) -> int:
+    """The admitted calls whose effect runs by itself (no set-based form)."""
+    return sum(1 for handle in admitted if items[handle][1] is None)
+
+
+async def _lock_wallets(
+    conn: Conn,
+    items: list[tuple[_Call[Any], Many[Any] | None]],
+    admitted: list[int],
+    *,
+    steps: int,
+) -> None:
+    """Lock the wallets of the group's cards in shopper order, before any step runs.
+
+    Each set-based step locks its own shoppers' wallets in shopper order, but the steps run one
+    after another: a group whose earn step holds shopper 5 and whose burn step wants 3, beside
+    a group holding 3 and wanting 5, is a deadlock. With every wallet taken first in one
+    global order, the steps then re-take locks already held. One step alone needs nothing.
+    """
+    if steps < 2:
+        return
+    cards = sorted(
+        {m.card_number for h in admitted if (m := items[h][1]) is not None and m.card_number}
+    )
+    if len(cards) > 1:
+        await conn.execute(queries.LOCK_WALLETS_OF_CARDS, cards)
 
 
 async def _admit(

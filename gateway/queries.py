@@ -21,6 +21,17 @@ FROM gateway_admit_many($1::text[], $2::text[], $3::integer[], $4::bigint[], $5:
 ORDER BY n
 """
 
+# The wallets of a group's cards, locked in one global order (shopper id) before its steps run
+# (gateway/idempotency.py `_lock_wallets`). A card unknown or a wallet not yet made locks
+# nothing: the step then refuses the card or makes the wallet, as without this statement.
+LOCK_WALLETS_OF_CARDS = """
+SELECT 1 FROM ledger.wallet w
+WHERE w.shopper_id IN (SELECT c.shopper_id FROM shopper_cards c
+                       WHERE c.card_number = ANY($1::text[]))
+ORDER BY w.shopper_id
+FOR UPDATE OF w
+"""
+
 # The effect runs after this savepoint: a failing effect is rolled back to it and the
 # admission (nonce, counted request) still commits, so replay protection does not depend on
 # the outcome. One round trip with no server work; no RELEASE (COMMIT releases it).

@@ -29,7 +29,11 @@ async def create_hold(
         request,
         caller,
         lambda conn: operations.hold(conn, caller.partner_id, data, idempotency_key=key),
-        many=Many(burn_many.write_together, burn_many.Candidate(0, caller.partner_id, data, key)),
+        many=Many(
+            burn_many.write_together,
+            burn_many.Candidate(0, caller.partner_id, data, key),
+            card_number=data.card_number,
+        ),
     )
 
 

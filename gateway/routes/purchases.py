@@ -37,7 +37,11 @@ async def create_purchase(
         caller,
         lambda conn: operations.purchase(conn, caller.partner_id, data, idempotency_key=key),
         on_committed=count,
-        many=Many(_purchases_together, purchase_many.Candidate(0, caller.partner_id, data, key)),
+        many=Many(
+            _purchases_together,
+            purchase_many.Candidate(0, caller.partner_id, data, key),
+            card_number=data.card_number,
+        ),
     )
 
 

@@ -35,7 +35,11 @@ async def create_redemption(
         caller,
         lambda conn: operations.redeem(conn, caller.partner_id, data, idempotency_key=key),
         on_committed=count,
-        many=Many(burn_many.write_together, burn_many.Candidate(0, caller.partner_id, data, key)),
+        many=Many(
+            burn_many.write_together,
+            burn_many.Candidate(0, caller.partner_id, data, key),
+            card_number=data.card_number,
+        ),
     )
 
 

@@ -93,6 +93,7 @@ class Op:
     refused: dict[str, Any] | None = None
     attempts: int = 0
     replayed: bool = False
+    last: str = "not sent"  # the last attempt's answer, said when it never settles
 
     @property
     def settled(self) -> bool:
@@ -196,11 +197,14 @@ class Load:
             response = await self.caller.call("POST", PATHS[op.kind], op.body, op.key)
         except httpx.TimeoutException:
             self.observed.timeouts += 1
+            op.last = f"no answer within {CALL_TIMEOUT_S} s"
             return None
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
             self.observed.transport_errors += 1
+            op.last = f"transport error {type(exc).__name__}"
             return None
         self.observed.note(response)
+        op.last = _described(response)
         if response.is_success:
             op.answer = response.json()
             op.replayed = response.headers.get("idempotency-replayed") == "true"
@@ -235,13 +239,22 @@ class Load:
         async def retry(op: Op) -> None:
             async with gate:
                 while not op.settled:
-                    assert time.monotonic() < deadline, f"{op.kind} {op.key} never settled"
+                    assert time.monotonic() < deadline, (
+                        f"{op.kind} {op.key} never settled: {op.attempts} attempts, "
+                        f"the last answered {op.last}"
+                    )
                     response = await self.send(op)
                     if not op.settled:
                         await asyncio.sleep(_pause_s(response))
 
         await asyncio.gather(*(retry(op) for op in todo))
         return len(todo)
+
+
+def _described(response: httpx.Response) -> str:
+    problem = _problem(response)
+    said = f"{problem.get('code')}: {str(problem.get('detail'))[:200]}" if problem else ""
+    return f"{response.status_code} {said}".strip()
 
 
 def _pause_s(response: httpx.Response | None) -> float:

@@ -61,7 +61,13 @@ async def soak(minutes: float, work: Path) -> int:
             print(f"kills {kills}, operations sent {len(load.ops)}", flush=True)
         stop.set()
         await running
-        await load.settle()
+        try:
+            await load.settle()
+        except AssertionError:
+            await _show_sessions(cluster.dsn)
+            _show_log_tail(work / "server.log")
+            raise
+        deadlocks = await _deadlocks(cluster.dsn)
         found = await audit(cluster.dsn, net.partner.partner_id, load)
         checked = verify(cluster.dsn, work)
     finally:
@@ -75,18 +81,59 @@ async def soak(minutes: float, work: Path) -> int:
     print(f"lost {len(found.lost)} (must be 0), doubled {len(found.doubled)} (must be 0)")
     print(f"phantom {len(found.phantom)}, unrecorded {len(found.unrecorded)}, ", end="")
     print(f"wallets off {len(found.wallets_off)}, 500 answers {errors_500}")
+    print(f"deadlocks detected by PostgreSQL {deadlocks} (since its last restart)")
     print(f"verify: {'green' if checked.returncode == 0 else 'FAILED'} {checked.stdout.strip()}")
     return 0 if found.clean and checked.returncode == 0 and errors_500 == 0 else 1
+
+
+SESSIONS = """
+SELECT a.pid, a.state, a.wait_event_type, a.wait_event, now() - a.xact_start AS in_xact,
+       left(a.query, 160) AS query, pg_blocking_pids(a.pid) AS blocked_by
+FROM pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.state <> 'idle'
+"""
+LOG_TAIL_LINES = 40
+
+
+async def _show_sessions(dsn: str) -> None:
+    """What the database was doing when a call never settled (a transaction left open?)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for row in await conn.fetch(SESSIONS):
+            print(dict(row), flush=True)
+    finally:
+        await conn.close()
+
+
+def _show_log_tail(path: Path) -> None:
+    lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    print("\n".join(["-- server log, last lines --", *lines]), flush=True)
+
+
+async def _deadlocks(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        found: int = await conn.fetchval(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return found
+    finally:
+        await conn.close()
 
 
 def main() -> int:
     minutes = float(os.environ.get("SOAK_MINUTES", "10"))
     work = Path(tempfile.mkdtemp(prefix="coalition-soak-"))
     work.chmod(0o755)  # the cluster's own user traverses it
+    code = 1
     try:
-        return asyncio.run(soak(minutes, work))
+        code = asyncio.run(soak(minutes, work))
+        return code
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if code == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # kept for the post-mortem: the server log and the cluster's own log
+            print(f"kept {work}", flush=True)
 
 
 if __name__ == "__main__":
