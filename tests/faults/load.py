@@ -31,9 +31,8 @@ from contracts.partners import HoldRequest, PurchaseRequest, RedemptionRequest, 
 from contracts.signing import sign_request
 
 CALL_TIMEOUT_S = 10.0
-PAUSE_AFTER_FAILURE_S = 0.05
 SETTLE_TIMEOUT_S = 90.0
-SETTLE_CONCURRENCY = 8
+SETTLE_CONCURRENCY = 32
 RETRY_AFTER_S_MAX = 2.0
 # Weights of the operation kinds (a burn, hold or refund only when the shopper can afford it).
 WEIGHTS = {"purchase": 5, "redemption": 2, "hold": 1, "refund": 1}
@@ -222,7 +221,9 @@ class Load:
             while not stop.is_set() and len(self.ops) < ops_max:
                 response = await self.send(self.next_op())
                 if response is None or unsettled_answer(response):
-                    await asyncio.sleep(PAUSE_AFTER_FAILURE_S)
+                    # As a partner's client would: wait as told before the next call, or an
+                    # outage of a few seconds leaves thousands of operations to settle.
+                    await asyncio.sleep(_pause_s(response))
 
         await asyncio.gather(*(sender() for _ in range(workers)))
 
@@ -241,7 +242,8 @@ class Load:
                 while not op.settled:
                     assert time.monotonic() < deadline, (
                         f"{op.kind} {op.key} never settled: {op.attempts} attempts, "
-                        f"the last answered {op.last}"
+                        f"the last answered {op.last}; {len(self.unsettled())} of "
+                        f"{len(todo)} operations left unsettled"
                     )
                     response = await self.send(op)
                     if not op.settled:

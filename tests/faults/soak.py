@@ -62,7 +62,8 @@ async def soak(minutes: float, work: Path) -> int:
         stop.set()
         await running
         try:
-            await load.settle()
+            settled = await load.settle()
+            print(f"settled {settled} operations left unanswered by the kills", flush=True)
         except AssertionError:
             await _show_sessions(cluster.dsn)
             _show_log_tail(work / "server.log")
