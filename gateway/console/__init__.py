@@ -28,6 +28,7 @@ from gateway.console import (
     pages_session,
     pages_settlements,
     pages_shoppers,
+    pages_webhooks,
 )
 from gateway.console.formatting import FILTERS
 from gateway.console.web import COOKIE_PATH, EXCEPTION_HANDLERS, load_user
@@ -83,6 +84,7 @@ def router(settings: Settings) -> Router:
             *pages_records.ROUTES,
             *pages_shoppers.ROUTES,
             *pages_security.ROUTES,
+            *pages_webhooks.ROUTES,
         ],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         before_request=load_user,

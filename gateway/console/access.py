@@ -28,6 +28,8 @@ class Area(StrEnum):
     SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
     KEYS_REVOKE = "keys_revoke"
     RATE_LIMIT = "rate_limit"  # change a partner's per-key calls per second
+    WEBHOOKS = "webhooks"  # see a partner's webhook endpoints and failed deliveries
+    WEBHOOK_RETRY = "webhook_retry"
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -45,6 +47,8 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.SECURITY_POLICY: frozenset({A}),
     Area.KEYS_REVOKE: frozenset({A}),  # DELETE .../keys/{key_id}
     Area.RATE_LIMIT: frozenset({A}),  # PUT .../rate-limit
+    Area.WEBHOOKS: frozenset({A, F, S, U}),  # operator_webhooks.READERS
+    Area.WEBHOOK_RETRY: frozenset({A, S}),  # operator_webhooks.RETRIERS
 }
 
 # The navigation, in order: (label, path, area).

@@ -27,6 +27,7 @@ from tests.console.browser import (
 from tests.console.conftest import make_user
 from tests.support import program
 from tests.support.partner_network import onboard
+from tests.webhooks.failing import written_failure
 
 NAV_ADMIN = [
     "Dashboard",
@@ -49,15 +50,17 @@ def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def network(
-    http: httpx.AsyncClient, signing_key: SigningKey, pool: asyncpg.Pool
+    http: httpx.AsyncClient, signing_key: SigningKey, pool: asyncpg.Pool, base_url: str
 ) -> dict[str, str]:
-    """Two partners with purchases and a redemption, a campaign, a closed period, an upload."""
+    """Two partners with purchases and a redemption, a campaign, a closed period, an upload,
+    a webhook endpoint with a failed delivery."""
     grocer = await onboard(http, signing_key, "fresh-grocer")
     fuel = await onboard(http, signing_key, "fuel-stop")
     holder = await program.shopper(pool, grocer.partner_id)
     for amount_minor in (4_250, 12_990, 799):
         await program.buy(pool, grocer.partner_id, holder.card_number, amount_minor)
     other_holder = await program.shopper(pool, fuel.partner_id)  # for the merge confirmation
+    endpoint, message = await written_failure(http, base_url, grocer, pool)
     await program.campaign(pool, None, bonus_points=50, budget_points=10_000)
     start = datetime.now(UTC) - timedelta(hours=1)
     async with pool.acquire() as conn, conn.transaction():
@@ -90,6 +93,8 @@ async def network(
         "statement": str(period.statements[0].statement_id),
         "reconciliation": str(report.reconciliation_id),
         "key": grocer.key_id,
+        "endpoint": endpoint,
+        "message": message,
     }
 
 
@@ -114,6 +119,12 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("audit", "/console/audit"),
         ("key-revoke", f"/console/partners/{n['partner']}/keys/{n['key']}/revoke"),
         ("rate-limit", f"/console/partners/{n['partner']}/rate-limit?per_s=50"),
+        ("webhooks", f"/console/partners/{n['partner']}/webhooks"),
+        (
+            "webhook-retry",
+            f"/console/partners/{n['partner']}/webhooks/{n['endpoint']}"
+            f"/deliveries/{n['message']}/retry",
+        ),
     ]
 
 

@@ -20,6 +20,7 @@ from tests.support.partner_network import admin_headers
 from tests.support.routes import Caller, served
 from tests.support.server import running_server, server_settings
 
+WEBHOOK_ENDPOINTS = "/v1/operator/partners/{partner_id}/webhook-endpoints"
 ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/operator/partners/{partner_id}/keys/{key_id}"): "admin",
     ("GET", "/v1/operator/analytics/abc-xyz"): "admin finance auditor",
@@ -71,6 +72,12 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("GET", "/v1/operator/challenges"): "admin finance support auditor",
     ("GET", "/v1/operator/challenges/{challenge_id}"): "admin finance support auditor",
     ("POST", "/v1/operator/challenges"): "admin",
+    ("GET", WEBHOOK_ENDPOINTS): "admin finance support auditor",
+    ("GET", f"{WEBHOOK_ENDPOINTS}/{{endpoint_id}}/deliveries"): "admin finance support auditor",
+    (
+        "POST",
+        f"{WEBHOOK_ENDPOINTS}/{{endpoint_id}}/deliveries/{{message_id}}/retry",
+    ): "admin support",
 }
 
 
