@@ -28,6 +28,8 @@ class Area(StrEnum):
     SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
     KEYS_REVOKE = "keys_revoke"
     RATE_LIMIT = "rate_limit"  # change a partner's per-key calls per second
+    PARTNER_CREATE = "partner_create"  # onboard a partner
+    PRICING = "pricing"  # add a pricing version
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -45,6 +47,8 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.SECURITY_POLICY: frozenset({A}),
     Area.KEYS_REVOKE: frozenset({A}),  # DELETE .../keys/{key_id}
     Area.RATE_LIMIT: frozenset({A}),  # PUT .../rate-limit
+    Area.PARTNER_CREATE: frozenset({A}),  # POST /v1/operator/partners
+    Area.PRICING: frozenset({A}),  # POST .../pricing
 }
 
 # The navigation, in order: (label, path, area).
