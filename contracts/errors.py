@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     PARTNER_SLUG_TAKEN = "partner_slug_taken"
     PRICING_NOT_EFFECTIVE = "pricing_not_effective"
     PRICING_EFFECTIVE_IN_PAST = "pricing_effective_in_past"
+    PRICING_EFFECTIVE_TAKEN = "pricing_effective_taken"  # a version already starts then
     KEY_LIMIT_REACHED = "key_limit_reached"
     CARD_UNKNOWN = "card_unknown"
     CARD_NUMBER_INVALID = "card_number_invalid"

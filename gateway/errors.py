@@ -66,6 +66,7 @@ STATUS_BY_DOMAIN_CODE: dict[str, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CARD_UNKNOWN: 404,
     ErrorCode.PARTNER_SLUG_TAKEN: 409,
+    ErrorCode.PRICING_EFFECTIVE_TAKEN: 409,
     ErrorCode.KEY_LIMIT_REACHED: 409,
     ErrorCode.CARD_NUMBER_TAKEN: 409,
     ErrorCode.PARTNER_REF_CONFLICT: 409,

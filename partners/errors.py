@@ -30,6 +30,19 @@ class PricingEffectiveInPast(DomainError):
         super().__init__("a pricing version takes effect now or later, never in the past")
 
 
+class PricingEffectiveTaken(DomainError):
+    """Two versions of one partner never start at the same moment (which one would apply?)."""
+
+    code = ErrorCode.PRICING_EFFECTIVE_TAKEN
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        super().__init__(f"pricing version {version} already takes effect at that moment")
+
+    def details(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+
 class PricingNotEffective(DomainError):
     code = ErrorCode.PRICING_NOT_EFFECTIVE
 

@@ -17,7 +17,13 @@ from contracts.partners import (
 from infra.db import Conn
 from partners import queries
 from partners._common import aware
-from partners.errors import KeyLimitReached, NotFound, PricingEffectiveInPast, SlugTaken
+from partners.errors import (
+    KeyLimitReached,
+    NotFound,
+    PricingEffectiveInPast,
+    PricingEffectiveTaken,
+    SlugTaken,
+)
 from partners.keybox import KeyBox
 
 ACTIVE_KEYS_MAX = 2  # the old and the new secret during a rotation
@@ -63,18 +69,23 @@ async def create_partner(conn: Conn, req: PartnerCreate, *, operator: str) -> Pa
 async def add_pricing_version(
     conn: Conn, partner_id: int, req: PricingVersionCreate, *, operator: str
 ) -> Partner:
-    """A new pricing version: effective now or later; the past is never rewritten."""
+    """A new pricing version: effective now or later; the past is never rewritten, and no two
+    versions start at the same moment (the table's unique key, said as a 409, not a 500)."""
     if await conn.fetchval(queries.LOCK_PARTNER, partner_id) is None:
         raise NotFound("partner")
-    if req.effective_at is not None:
+    effective_at = req.effective_at and aware(req.effective_at)
+    if effective_at is not None:
         now = datetime.now(UTC)
-        effective_at = aware(req.effective_at)
         if effective_at < now - timedelta(seconds=PRICING_EFFECTIVE_SKEW_S):
             raise PricingEffectiveInPast()
+    # The partner row is locked: no concurrent version can start at that moment meanwhile.
+    taken = await conn.fetchval(queries.PRICING_STARTING_AT, partner_id, effective_at)
+    if taken is not None:
+        raise PricingEffectiveTaken(taken)
     await conn.fetchval(
         queries.INSERT_PRICING_VERSION,
         partner_id,
-        req.effective_at and aware(req.effective_at),
+        effective_at,
         req.issue_price_micros,
         req.redemption_price_micros,
         req.earn_points,

@@ -109,6 +109,7 @@ __all__ = [
     "list_campaigns",
     "list_transactions",
     "offers_for_shopper",
+    "pricing_in_effect",  # the version purchases are priced with now (the console marks it)
     "purchase",
     "purchase_batch",
     "quote",

@@ -29,6 +29,12 @@ SELECT version, effective_at, issue_price_micros, redemption_price_micros, earn_
 FROM partner_pricing_versions WHERE partner_id = $1 ORDER BY version
 """
 
+# The version already starting at the moment a new one would (NULL: now, as the insert reads it).
+PRICING_STARTING_AT = """
+SELECT version FROM partner_pricing_versions
+WHERE partner_id = $1 AND effective_at = coalesce($2, now())
+"""
+
 PRICING_IN_EFFECT = """
 SELECT version, effective_at, issue_price_micros, redemption_price_micros, earn_points,
        earn_spend_minor

@@ -22,6 +22,7 @@ from litestar.template.config import TemplateConfig
 
 from gateway.console import (
     pages_dashboard,
+    pages_onboarding,
     pages_partners,
     pages_records,
     pages_security,
@@ -80,6 +81,7 @@ def router(settings: Settings) -> Router:
             *pages_session.ROUTES,
             *pages_dashboard.ROUTES,
             *pages_partners.ROUTES,
+            *pages_onboarding.ROUTES,
             *pages_settlements.ROUTES,
             *pages_records.ROUTES,
             *pages_shoppers.ROUTES,

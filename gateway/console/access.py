@@ -30,6 +30,8 @@ class Area(StrEnum):
     RATE_LIMIT = "rate_limit"  # change a partner's per-key calls per second
     WEBHOOKS = "webhooks"  # see a partner's webhook endpoints and failed deliveries
     WEBHOOK_RETRY = "webhook_retry"
+    PARTNER_CREATE = "partner_create"  # onboard a partner
+    PRICING = "pricing"  # add a pricing version
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -49,6 +51,8 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.RATE_LIMIT: frozenset({A}),  # PUT .../rate-limit
     Area.WEBHOOKS: frozenset({A, F, S, U}),  # operator_webhooks.READERS
     Area.WEBHOOK_RETRY: frozenset({A, S}),  # operator_webhooks.RETRIERS
+    Area.PARTNER_CREATE: frozenset({A}),  # POST /v1/operator/partners
+    Area.PRICING: frozenset({A}),  # POST .../pricing
 }
 
 # The navigation, in order: (label, path, area).

@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -125,6 +126,30 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
             f"/console/partners/{n['partner']}/webhooks/{n['endpoint']}"
             f"/deliveries/{n['message']}/retry",
         ),
+        ("onboard-confirm", f"/console/partners/onboard?{urlencode(ONBOARD)}"),
+        ("pricing-confirm", f"/console/partners/{n['partner']}/pricing?{urlencode(PRICING)}"),
+    ]
+
+
+ONBOARD = {
+    "name": "Corner Bakery",
+    "slug": "corner-bakery",
+    "rate_limit_per_s": "40",
+    "issue_price_micros": "12000",
+    "redemption_price_micros": "9000",
+    "earn_points": "2",
+    "earn_spend_minor": "100",
+}
+PRICING = {k: ONBOARD[k] for k in list(ONBOARD)[3:]} | {"effective_at": "2030-01-01T00:00"}
+
+
+def _refused_forms(n: dict[str, str]) -> list[tuple[str, str]]:
+    """Forms shown again with a refused field (answered 400)."""
+    no_name = urlencode(ONBOARD | {"name": ""})
+    negative = urlencode(PRICING | {"earn_points": "-1"})
+    return [
+        ("onboard-refused", f"/console/partners/onboard?{no_name}"),
+        ("pricing-refused", f"/console/partners/{n['partner']}/pricing?{negative}"),
     ]
 
 
@@ -160,6 +185,11 @@ async def test_every_page_passes_axe_and_has_the_same_navigation(
         assert answer is not None
         assert answer.status == 200, (path, answer.status)
         assert await page.evaluate(nav_labels_js()) == NAV_ADMIN, path
+        problems += await _check(page, name, shots_dir, width)
+    for name, path in _refused_forms(network):
+        answer = await page.goto(path)
+        assert answer is not None
+        assert answer.status == 400, (path, answer.status)
         problems += await _check(page, name, shots_dir, width)
     await page.goto(f"/console/statements/{network['statement']}/finalize")
     problems += await _check(page, "refused", shots_dir, width)  # admin may not finalize
