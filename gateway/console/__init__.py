@@ -21,8 +21,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from gateway.console import (
+    pages_campaigns,
     pages_dashboard,
     pages_partners,
+    pages_reconciliation,
     pages_records,
     pages_security,
     pages_session,
@@ -83,6 +85,8 @@ def router(settings: Settings) -> Router:
             *pages_records.ROUTES,
             *pages_shoppers.ROUTES,
             *pages_security.ROUTES,
+            *pages_campaigns.ROUTES,
+            *pages_reconciliation.ROUTES,
         ],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         before_request=load_user,

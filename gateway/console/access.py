@@ -28,6 +28,7 @@ class Area(StrEnum):
     SECURITY_POLICY = "security_policy"  # make TOTP mandatory per role
     KEYS_REVOKE = "keys_revoke"
     RATE_LIMIT = "rate_limit"  # change a partner's per-key calls per second
+    RECONCILIATION_RESOLVE = "reconciliation_resolve"  # explain or adjust a difference
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -45,6 +46,7 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.SECURITY_POLICY: frozenset({A}),
     Area.KEYS_REVOKE: frozenset({A}),  # DELETE .../keys/{key_id}
     Area.RATE_LIMIT: frozenset({A}),  # PUT .../rate-limit
+    Area.RECONCILIATION_RESOLVE: frozenset({F}),  # operator_settlements.WRITERS: .../resolve
 }
 
 # The navigation, in order: (label, path, area).
