@@ -9,7 +9,7 @@ either (a partial award), and is zero when either is spent.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -106,3 +106,24 @@ class Offer(_Response):
     basket_min_minor: int | None = None
     first_purchase: bool = False
     points_left_for_shopper: int = 0
+
+
+class BurnDownDay(_Response):
+    """One UTC day of a campaign: what it awarded and got back that day, and what is left of
+    its budget at the end of the day."""
+
+    day: date
+    awarded_points: int
+    returned_points: int  # given back by refunds of purchases that had campaign points
+    budget_left_points: int
+
+
+class CampaignBurnDown(_Response):
+    """A campaign's budget day by day, from the day it starts to the day it stops or today,
+    whichever comes first; every day is present, days without activity too."""
+
+    campaign_id: int
+    budget_points: int
+    starts_at: datetime
+    stops_at: datetime  # ends_at, or ended_at when the campaign was ended earlier
+    days: list[BurnDownDay]

@@ -506,6 +506,19 @@ ORDER BY item_no
 LIMIT $3
 """
 
+ITEM = f"""
+SELECT {_ITEM_COLUMNS} FROM settlement.reconciliation_item
+WHERE reconciliation_id = $1 AND item_no = $2
+"""
+
+# Over all of a report's differences, not one page of them (the primary key's range).
+RESOLUTION_COUNTS = """
+SELECT count(*) FILTER (WHERE resolution IS NOT NULL) AS resolved,
+       count(*) FILTER (WHERE resolution IS NULL) AS unresolved
+FROM settlement.reconciliation_item
+WHERE reconciliation_id = $1
+"""
+
 ITEM_FOR_UPDATE = f"""
 SELECT {_ITEM_COLUMNS} FROM settlement.reconciliation_item
 WHERE reconciliation_id = $1 AND item_no = $2

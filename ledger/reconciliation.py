@@ -19,6 +19,7 @@ import binascii
 import csv
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -52,9 +53,12 @@ __all__ = [
     "ItemAlreadyResolved",
     "ReconciliationHeaderInvalid",
     "ReconciliationTooLarge",
+    "ResolutionCounts",
+    "get_item",
     "get_reconciliation",
     "iter_chunks",
     "reconcile",
+    "resolution_counts",
     "resolve_item",
 ]
 
@@ -457,6 +461,32 @@ async def get_reconciliation(
         items=items,
         next_cursor=_encode_cursor(items[-1].item_no) if more else None,
     )
+
+
+@dataclass(frozen=True)
+class ResolutionCounts:
+    """A report's differences by whether an operator has resolved them yet."""
+
+    resolved: int
+    unresolved: int
+
+
+async def get_item(
+    conn: Conn, reconciliation_id: int, item_no: int, *, partner_id: int | None
+) -> ReconciliationItem:
+    """One difference of a report; `partner_id` scopes it to that partner's reports."""
+    header = await conn.fetchrow(q.RECONCILIATION, reconciliation_id, partner_id)
+    item = None if header is None else await conn.fetchrow(q.ITEM, reconciliation_id, item_no)
+    if item is None:
+        raise StatementNotFound("reconciliation item")
+    return _item(item)
+
+
+async def resolution_counts(conn: Conn, reconciliation_id: int) -> ResolutionCounts:
+    """Resolved and unresolved differences over the whole report (pages show only the first)."""
+    row = await conn.fetchrow(q.RESOLUTION_COUNTS, reconciliation_id)
+    assert row is not None, "an aggregate returns one row"
+    return ResolutionCounts(resolved=row["resolved"], unresolved=row["unresolved"])
 
 
 async def resolve_item(

@@ -18,13 +18,13 @@ import binascii
 import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from contracts.campaigns import Campaign, CampaignCreate, CampaignPage, Offer
+from contracts.campaigns import Campaign, CampaignBurnDown, CampaignCreate, CampaignPage, Offer
 from contracts.errors import DomainError
 from contracts.money import minor_unit_micros
 from contracts.partners import (
@@ -67,6 +67,7 @@ from partners._common import (
     summary,
 )
 from partners.batch import purchase_batch
+from partners.campaign_burn_down import budget_burn_down
 from partners.errors import (
     CurrencyUnsupported,
     CursorInvalid,
@@ -94,6 +95,7 @@ __all__ = [
     "ACTIVE_KEYS_MAX",
     "PartnerKey",
     "add_pricing_version",
+    "campaign_burn_down",
     "capture_hold",
     "create_api_key",
     "create_campaign",
@@ -437,6 +439,13 @@ async def list_campaigns(
     conn: Conn, partner_id: int | None, *, cursor: str | None, limit: int
 ) -> CampaignPage:
     return await campaigns.list_page(conn, partner_id, cursor=cursor, limit=limit)
+
+
+async def campaign_burn_down(
+    conn: Conn, partner_id: int | None, campaign_id: int, *, today: date
+) -> CampaignBurnDown:
+    """The budget left at the end of each UTC day, from the start to min(stop, today)."""
+    return await budget_burn_down(conn, campaign_id, partner_id=partner_id, today=today)
 
 
 async def offers_for_shopper(

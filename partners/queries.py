@@ -263,6 +263,48 @@ WHERE ($1::bigint IS NULL OR partner_id = $1 OR partner_id IS NULL)
 ORDER BY id LIMIT $3
 """
 
+# A campaign's budget per UTC day (partners/campaign_burn_down.py), one statement: awards are
+# dated by their purchase, budget returns by their refund (partner_transactions.created_at).
+# Activity before the first day counts on the first day; the series stops at $3 (today).
+# `net_awarded` is over all activity, to check it against campaigns.awarded_points (0181).
+CAMPAIGN_BURN_DOWN = """
+WITH c AS (
+    SELECT id, budget_points, awarded_points, starts_at,
+           least(ends_at, coalesce(ended_at, ends_at)) AS stops_at
+    FROM campaigns WHERE id = $1 AND partner_id IS NOT DISTINCT FROM $2
+), span AS (
+    SELECT (starts_at AT TIME ZONE 'UTC')::date AS first_day,
+           least(((stops_at - interval '1 microsecond') AT TIME ZONE 'UTC')::date, $3::date)
+               AS last_day
+    FROM c
+), moves AS (
+    SELECT (t.created_at AT TIME ZONE 'UTC')::date AS day, b.points AS awarded,
+           0::bigint AS returned
+    FROM purchase_breakdown b JOIN partner_transactions t ON t.id = b.transaction_id
+    WHERE b.campaign_id = $1 AND b.kind = 'campaign'
+    UNION ALL
+    SELECT (t.created_at AT TIME ZONE 'UTC')::date, 0::bigint, r.points
+    FROM campaign_budget_returns r JOIN partner_transactions t ON t.id = r.refund_id
+    WHERE r.campaign_id = $1
+), per_day AS (
+    SELECT greatest(m.day, s.first_day) AS day, sum(m.awarded)::bigint AS awarded,
+           sum(m.returned)::bigint AS returned
+    FROM moves m CROSS JOIN span s WHERE m.day <= s.last_day
+    GROUP BY 1
+), days AS (
+    SELECT g.d::date AS day, coalesce(p.awarded, 0) AS awarded, coalesce(p.returned, 0) AS returned
+    FROM span s
+    CROSS JOIN generate_series(s.first_day, s.last_day, interval '1 day') AS g (d)
+    LEFT JOIN per_day p ON p.day = g.d::date
+)
+SELECT c.id, c.budget_points, c.awarded_points, c.starts_at, c.stops_at,
+       (SELECT coalesce(sum(awarded) - sum(returned), 0) FROM moves)::bigint AS net_awarded,
+       d.day, d.awarded, d.returned,
+       (c.budget_points - sum(d.awarded - d.returned) OVER (ORDER BY d.day))::bigint AS left_points
+FROM c LEFT JOIN days d ON true
+ORDER BY d.day
+"""
+
 SHOPPER_AWARDS = """
 SELECT campaign_id, points FROM campaign_shopper_awards
 WHERE shopper_id = $1 AND campaign_id = ANY($2::bigint[])

@@ -21,9 +21,11 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from gateway.console import (
+    pages_campaigns,
     pages_dashboard,
     pages_onboarding,
     pages_partners,
+    pages_reconciliation,
     pages_records,
     pages_security,
     pages_session,
@@ -87,6 +89,8 @@ def router(settings: Settings) -> Router:
             *pages_shoppers.ROUTES,
             *pages_security.ROUTES,
             *pages_webhooks.ROUTES,
+            *pages_campaigns.ROUTES,
+            *pages_reconciliation.ROUTES,
         ],
         middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
         before_request=load_user,

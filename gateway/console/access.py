@@ -32,6 +32,7 @@ class Area(StrEnum):
     WEBHOOK_RETRY = "webhook_retry"
     PARTNER_CREATE = "partner_create"  # onboard a partner
     PRICING = "pricing"  # add a pricing version
+    RECONCILIATION_RESOLVE = "reconciliation_resolve"  # explain or adjust a difference
 
 
 ALLOWED: dict[Area, frozenset[Role]] = {
@@ -53,6 +54,7 @@ ALLOWED: dict[Area, frozenset[Role]] = {
     Area.WEBHOOK_RETRY: frozenset({A, S}),  # operator_webhooks.RETRIERS
     Area.PARTNER_CREATE: frozenset({A}),  # POST /v1/operator/partners
     Area.PRICING: frozenset({A}),  # POST .../pricing
+    Area.RECONCILIATION_RESOLVE: frozenset({F}),  # operator_settlements.WRITERS: .../resolve
 }
 
 # The navigation, in order: (label, path, area).

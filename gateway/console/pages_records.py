@@ -9,8 +9,9 @@ from litestar import Request, get
 from litestar.params import QueryParameter
 from litestar.response import Template
 
+from contracts.settlement import ReconciliationReport
 from gateway.console import audit
-from gateway.console.access import Area
+from gateway.console.access import Area, may
 from gateway.console.web import page, require
 from gateway.routes._common import PathId, in_transaction
 from infra.db import Conn
@@ -45,25 +46,40 @@ async def reconciliations(request: Request[Any, Any, Any]) -> Template:
 
 @get("/console/reconciliations/{reconciliation_id:int}")
 async def reconciliation_report(
-    request: Request[Any, Any, Any], reconciliation_id: PathId
+    request: Request[Any, Any, Any],
+    reconciliation_id: PathId,
+    resolved: Annotated[int | None, QueryParameter(ge=1, le=INT64_MAX)] = None,
 ) -> Template:
-    require(request, Area.RECONCILIATIONS)
-    report = await in_transaction(
-        request,
-        lambda conn: reconciliation.get_reconciliation(
+    user = require(request, Area.RECONCILIATIONS)
+
+    async def read(conn: Conn) -> tuple[ReconciliationReport, reconciliation.ResolutionCounts]:
+        report = await reconciliation.get_reconciliation(
             conn,
             reconciliation_id,
             partner_id=None,
             cursor=None,
             limit=RECONCILIATION_ITEMS_SHOWN,
-        ),
-    )
+        )
+        return report, await reconciliation.resolution_counts(conn, reconciliation_id)
+
+    report, counts = await in_transaction(request, read)
     return page(
         request,
         "reconciliation.html",
         title=f"Reconciliation {reconciliation_id}",
         active="Reconciliations",
         r=report,
+        counts=counts,
+        resolves=may(user.role, Area.RECONCILIATION_RESOLVE),
+        # Only an item of this report that is resolved is named: the query is not echoed.
+        done=next(
+            (
+                f"Item {i.item_no} is {i.resolution}."
+                for i in report.items
+                if i.item_no == resolved and i.resolution
+            ),
+            None,
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, get, post
@@ -12,6 +13,7 @@ from contracts.campaigns import (
     CAMPAIGNS_LIMIT_DEFAULT,
     CAMPAIGNS_LIMIT_MAX,
     Campaign,
+    CampaignBurnDown,
     CampaignCreate,
     CampaignPage,
 )
@@ -46,6 +48,18 @@ async def get_network_campaign(request: Request[Any, Any, Any], campaign_id: Pat
     )
 
 
+@get("/v1/operator/campaigns/{campaign_id:int}/burn-down", guards=[require_role(*Role)])
+async def network_campaign_burn_down(
+    request: Request[Any, Any, Any], campaign_id: PathId
+) -> CampaignBurnDown:
+    """The budget left at the end of each UTC day, from the start to min(stop, today)."""
+    today = datetime.now(UTC).date()
+    return await in_transaction(
+        request,
+        lambda conn: operations.campaign_burn_down(conn, NETWORK, campaign_id, today=today),
+    )
+
+
 @post(
     "/v1/operator/campaigns/{campaign_id:int}/end",
     status_code=200,
@@ -72,6 +86,7 @@ async def list_network_campaigns(
 ROUTES = [
     create_network_campaign,
     get_network_campaign,
+    network_campaign_burn_down,
     end_network_campaign,
     list_network_campaigns,
 ]

@@ -62,7 +62,7 @@ async def network(
         await program.buy(pool, grocer.partner_id, holder.card_number, amount_minor)
     other_holder = await program.shopper(pool, fuel.partner_id)  # for the merge confirmation
     endpoint, message = await written_failure(http, base_url, grocer, pool)
-    await program.campaign(pool, None, bonus_points=50, budget_points=10_000)
+    campaign = await program.campaign(pool, None, bonus_points=50, budget_points=10_000)
     start = datetime.now(UTC) - timedelta(hours=1)
     async with pool.acquire() as conn, conn.transaction():
         period = await settlement.close_period(
@@ -96,6 +96,7 @@ async def network(
         "key": grocer.key_id,
         "endpoint": endpoint,
         "message": message,
+        "campaign": str(campaign.id),
     }
 
 
@@ -117,6 +118,7 @@ def _pages(n: dict[str, str]) -> list[tuple[str, str]]:
         ("shopper-goodwill", f"/console/shoppers/{n['shopper']}/goodwill?points=50&reason=late"),
         ("shopper-erase", f"/console/shoppers/{n['shopper']}/erase"),
         ("campaigns", "/console/campaigns"),
+        ("campaign", f"/console/campaigns/{n['campaign']}"),
         ("audit", "/console/audit"),
         ("key-revoke", f"/console/partners/{n['partner']}/keys/{n['key']}/revoke"),
         ("rate-limit", f"/console/partners/{n['partner']}/rate-limit?per_s=50"),
@@ -200,6 +202,8 @@ async def test_every_page_passes_axe_and_has_the_same_navigation(
     for action in ("finalize", "dispute"):
         await page.goto(f"/console/statements/{network['statement']}/{action}")
         problems += await _check(page, f"confirm-{action}", shots_dir, width)
+    await page.goto(f"/console/reconciliations/{network['reconciliation']}/items/1/resolve")
+    problems += await _check(page, "confirm-resolve", shots_dir, width)
     await context.close()
 
     problems += await _check_security_pages(browser, base_url, pool, shots_dir, width, viewport)

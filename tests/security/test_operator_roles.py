@@ -35,6 +35,7 @@ ROLES_BY_ROUTE: dict[tuple[str, str], str] = {
     ("GET", "/v1/operator/analytics/retention-rate"): "admin finance auditor",
     ("GET", "/v1/operator/campaigns"): "admin finance support auditor",
     ("GET", "/v1/operator/campaigns/{campaign_id}"): "admin finance support auditor",
+    ("GET", "/v1/operator/campaigns/{campaign_id}/burn-down"): "admin finance support auditor",
     ("GET", "/v1/operator/finance/overview"): "admin finance auditor",
     ("GET", "/v1/operator/finance/partner-flows"): "admin finance auditor",
     ("GET", "/v1/operator/me"): "admin finance support auditor",
