@@ -218,12 +218,16 @@ class Load:
         """`workers` concurrent senders of new operations until `stop` or `ops_max` sent."""
 
         async def sender() -> None:
+            failures = 0
             while not stop.is_set() and len(self.ops) < ops_max:
                 response = await self.send(self.next_op())
                 if response is None or unsettled_answer(response):
-                    # As a partner's client would: wait as told before the next call, or an
-                    # outage of a few seconds leaves thousands of operations to settle.
-                    await asyncio.sleep(_pause_s(response))
+                    # As a partner's client would: wait as told, longer after each failure in
+                    # a row, or an outage of seconds leaves thousands of operations to settle.
+                    failures += 1
+                    await asyncio.sleep(_backoff_s(response, failures))
+                else:
+                    failures = 0
 
         await asyncio.gather(*(sender() for _ in range(workers)))
 
@@ -232,13 +236,15 @@ class Load:
 
     async def settle(self, timeout_s: float = SETTLE_TIMEOUT_S) -> int:
         """Retry every unsettled operation with its own key and body until it is answered or
-        refused; the number retried. Raises if one stays unsettled past `timeout_s`."""
+        refused, `SETTLE_CONCURRENCY` at a time; the number retried. Raises if one stays
+        unsettled for `timeout_s` of its own retrying (a wait for its turn does not count:
+        a loaded machine settles thousands slowly, which is not an operation stuck)."""
         todo = self.unsettled()
-        deadline = time.monotonic() + timeout_s
         gate = asyncio.Semaphore(SETTLE_CONCURRENCY)
 
         async def retry(op: Op) -> None:
             async with gate:
+                deadline = time.monotonic() + timeout_s
                 while not op.settled:
                     assert time.monotonic() < deadline, (
                         f"{op.kind} {op.key} never settled: {op.attempts} attempts, "
@@ -257,6 +263,11 @@ def _described(response: httpx.Response) -> str:
     problem = _problem(response)
     said = f"{problem.get('code')}: {str(problem.get('detail'))[:200]}" if problem else ""
     return f"{response.status_code} {said}".strip()
+
+
+def _backoff_s(response: httpx.Response | None, failures: int) -> float:
+    """What the server said to wait, at least 0.2 s doubled per failure in a row (to 2 s)."""
+    return max(_pause_s(response), min(0.2 * 2.0 ** min(failures - 1, 4), RETRY_AFTER_S_MAX))
 
 
 def _pause_s(response: httpx.Response | None) -> float:
