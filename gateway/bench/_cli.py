@@ -1,9 +1,10 @@
 """`coalition bench`: signed partner traffic through wrk, next to pgbench TPC-B, checked after.
 
-One bounded run: start (or target) a server, provision a network, run pgbench TPC-B on the
-same PostgreSQL, then each scenario for --duration-s with --connections, each followed by the
-correctness check. Exit 0 when every check passed, 1 when one failed, 2 on a usage or setup
-problem.
+One bounded run: start (or target) a server, provision a network as partners do (partners
+through the operator API, --shoppers shoppers enrolled through the signed POST /v1/shoppers:
+gateway/bench/_provision.py), run pgbench TPC-B on the same PostgreSQL, then each scenario for
+--duration-s with --connections, each followed by the correctness check. Exit 0 when every
+check passed, 1 when one failed, 2 on a usage or setup problem.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from infra import embedded, migrations
 DURATION_S_MAX = 120
 CONNECTIONS_MAX = 256
 PARTNERS = 10
-SHOPPERS = 100_000
+SHOPPERS_DEFAULT = 10_000
+SHOPPERS_MAX = 100_000
 FUNDED_SHOPPERS = 2_000
 # The pool holds this many requests per second of run: a server faster than this runs the pool
 # dry, which the bench reports as a failed run (raise --requests-per-s-max), never a replay.
@@ -76,6 +78,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration-s", type=int, default=10, help="seconds per run (default 10)")
     p.add_argument("--connections", type=int, default=64, help="concurrent connections (64)")
+    p.add_argument(
+        "--shoppers",
+        type=int,
+        default=SHOPPERS_DEFAULT,
+        help="shoppers enrolled through POST /v1/shoppers, spread over the partners "
+        f"(1..{SHOPPERS_MAX}; default %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--target", help="an already running server's base URL (127.0.0.1 only)")
     p.add_argument("--skip-pgbench", action="store_true", help="do not run pgbench TPC-B")
@@ -493,8 +502,8 @@ async def warm_up(
         if purchases >= WARMUP_PURCHASES_MIN:
             break
     await _check.settle(conn, [p.partner_id for p in network.partners])
-    # The provisioning's bulk inserts (100,000 shoppers and cards) are due for autovacuum's
-    # first pass: done now, not in the middle of the first measured scenario.
+    # The provisioning's inserts (up to 100,000 shoppers, cards and stored answers) are due for
+    # autovacuum's first pass: done now, not in the middle of the first measured scenario.
     await conn.execute("VACUUM ANALYZE")
     say(f"warm-up: {purchases} unmeasured purchases, then VACUUM ANALYZE", bool(args.json))
 
@@ -518,19 +527,24 @@ async def bench(
     try:
         # Our backend's parent is the postmaster when PostgreSQL runs on this machine.
         postmaster_pid = parent_pid(int(await conn.fetchval("SELECT pg_backend_pid()")))
-        async with httpx.AsyncClient(base_url=base_url, timeout=_provision.HTTP_TIMEOUT_S) as http:
-            started = time.monotonic()
+        async with _provision.client(base_url) as http:
             partners = await _provision.create_partners(http, key, count=PARTNERS, run=run)
-            inserted = await _provision.insert_shoppers(
-                conn, enrolled_by=partners[0].partner_id, count=SHOPPERS
+            say(f"{PARTNERS} partners via the operator API; enrolling shoppers ...", quiet)
+            enrolment = await _provision.provision_shoppers(
+                base_url, conn, partners, count=args.shoppers
             )
-            say(
-                f"{PARTNERS} partners via the operator API; {inserted} shoppers bulk-inserted "
-                f"({SHOPPERS - inserted} kept) in {time.monotonic() - started:.1f} s",
-                quiet,
+            provisioning = _report.Provisioning(
+                partners=PARTNERS,
+                shoppers=args.shoppers,
+                enrolled=enrolment.enrolled,
+                kept=enrolment.kept,
+                elapsed_s=enrolment.elapsed_s,
+                concurrency=_provision.PROVISION_CONCURRENCY,
+                shoppers_per_s=enrolment.shoppers_per_s,
             )
+            say(_report.provisioning_line(provisioning).removeprefix("provisioning: "), quiet)
             scenarios = args.scenario or list(_requests.SCENARIOS)
-            funded = [_requests.card_number(i) for i in range(FUNDED_SHOPPERS)]
+            funded = [_requests.card_number(i) for i in range(min(FUNDED_SHOPPERS, args.shoppers))]
             holds: list[tuple[int, str]] = []
             if "burn-heavy" in scenarios:
                 started = time.monotonic()
@@ -547,7 +561,7 @@ async def bench(
                     quiet,
                 )
         host = base_url.removeprefix("http://").rstrip("/")
-        network = _requests.Network(host, partners, SHOPPERS, funded, holds)
+        network = _requests.Network(host, partners, args.shoppers, funded, holds)
         pgbench_tps: float | None = None
         if pgbench is not None:
             say(f"pgbench TPC-B -s {args.pgbench_scale}, {args.duration_s} s ...", quiet)
@@ -597,6 +611,7 @@ async def bench(
         pgbench_tps=pgbench_tps,
         pgbench_scale=None if pgbench_tps is None else args.pgbench_scale,
         scenarios=results,
+        provisioning=provisioning,
     )
 
 
@@ -652,6 +667,9 @@ def main(argv: list[str]) -> int:
             return EXIT_USAGE
     if not 1 <= args.duration_s <= DURATION_S_MAX:
         print(f"coalition bench: --duration-s must be 1..{DURATION_S_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.shoppers <= SHOPPERS_MAX:
+        print(f"coalition bench: --shoppers must be 1..{SHOPPERS_MAX}", file=sys.stderr)
         return EXIT_USAGE
     if not 1 <= args.connections <= CONNECTIONS_MAX:
         print(f"coalition bench: --connections must be 1..{CONNECTIONS_MAX}", file=sys.stderr)

@@ -142,21 +142,26 @@ class RawConnections:
             self._free.put_nowait(None)  # opened on first use
 
     async def send(self, index: int) -> int:
+        status, _ = await self.exchange(self._requests[index])
+        return status
+
+    async def exchange(self, raw: bytes) -> tuple[int, bytes]:
+        """Send `raw` on a free connection: (status, body); (0, b"") when none answered."""
         conn = await self._free.get()
-        status = 0
+        answer = (0, b"")
         try:
             for _attempt in range(2):
                 if conn is None:
                     conn = await asyncio.open_connection(self._host, self._port)
                 try:
-                    status = await _exchange(conn, self._requests[index])
+                    answer = await _exchange(conn, raw)
                     break
                 except (ConnectionError, asyncio.IncompleteReadError, ValueError):
                     conn[1].close()
                     conn = None
         finally:
             self._free.put_nowait(conn)
-        return status
+        return answer
 
     async def close(self) -> None:
         while not self._free.empty():
@@ -165,7 +170,9 @@ class RawConnections:
                 conn[1].close()
 
 
-async def _exchange(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes) -> int:
+async def _exchange(
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
+) -> tuple[int, bytes]:
     reader, writer = conn
     writer.write(raw)
     await writer.drain()
@@ -177,6 +184,4 @@ async def _exchange(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
             length = int(value.strip())
-    if length:
-        await reader.readexactly(length)
-    return status
+    return status, await reader.readexactly(length) if length else b""

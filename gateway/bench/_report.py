@@ -81,6 +81,18 @@ class ScenarioResult(msgspec.Struct, kw_only=True):
     late_sends: int | None = None  # open loop: requests dispatched after their due time
 
 
+class Provisioning(msgspec.Struct, frozen=True, kw_only=True):
+    """How the network was built: every shopper through the signed POST /v1/shoppers."""
+
+    partners: int
+    shoppers: int  # in the network: enrolled now + kept from an earlier run
+    enrolled: int
+    kept: int
+    elapsed_s: float  # the shoppers' step, wall time
+    concurrency: int  # enrolment calls in flight
+    shoppers_per_s: float  # enrolled / elapsed_s
+
+
 class Report(msgspec.Struct, kw_only=True):
     machine: dict[str, str]
     duration_s: int
@@ -88,6 +100,7 @@ class Report(msgspec.Struct, kw_only=True):
     pgbench_tps: float | None
     scenarios: list[ScenarioResult]
     pgbench_scale: int | None = None  # TPC-B's scale factor of `pgbench_tps`
+    provisioning: Provisioning | None = None
 
     @property
     def ok(self) -> bool:
@@ -177,9 +190,10 @@ def render_table(report: Report) -> str:
     lines = [
         f"{report.connections} connections, {report.duration_s} s per run; "
         + ", ".join(f"{k}: {v}" for k, v in report.machine.items()),
-        header,
-        "-" * len(header),
     ]
+    if report.provisioning is not None:
+        lines.append(provisioning_line(report.provisioning))
+    lines.extend([header, "-" * len(header)])
     if report.pgbench_tps is not None:
         name = "pgbench TPC-B" + (
             "" if report.pgbench_scale is None else f" s{report.pgbench_scale}"
@@ -219,6 +233,15 @@ def render_table(report: Report) -> str:
         lines.extend(f"  PROBLEM: {p}" for p in s.problems)
     lines.append("correctness: " + ("ok" if report.ok else "FAILED"))
     return "\n".join(lines)
+
+
+def provisioning_line(p: Provisioning) -> str:
+    kept = f", {p.kept:,} kept from an earlier run" if p.kept else ""
+    return (
+        f"provisioning: {p.partners} partners via the operator API; {p.shoppers:,} shoppers "
+        f"through signed POST /v1/shoppers ({p.enrolled:,} enrolled{kept}) in "
+        f"{p.elapsed_s:.1f} s, {p.shoppers_per_s:,.0f} shoppers/s, {p.concurrency} calls in flight"
+    )
 
 
 GROUP_CALLS_SUM = "coalition_group_commit_calls_sum"

@@ -156,26 +156,42 @@ def plan(scenario: str, network: Network, count: int, *, run: str, seed: int) ->
 
 def raw_request(planned: Planned, network: Network, request_id: int) -> bytes:
     """The signed HTTP/1.1 request, byte for byte as wrk will send it."""
-    key = network.partners[planned.partner]
-    headers: dict[str, str] = {}
-    if planned.body:
-        headers["Content-Type"] = "application/json"
-    if planned.idempotency_key is not None:
-        headers["Idempotency-Key"] = planned.idempotency_key
-    sign_request(
+    return signed_raw(
+        network.host,
+        network.partners[planned.partner],
         planned.method,
-        f"http://{network.host}{planned.path}",
-        headers,
+        planned.path,
         planned.body,
-        key_id=key.key_id,
-        secret=key.secret,
+        idempotency_key=planned.idempotency_key,
+        request_id=request_id,
     )
-    lines = [f"{planned.method} {planned.path} HTTP/1.1", f"Host: {network.host}"]
-    if planned.body:
-        lines.append(f"Content-Length: {len(planned.body)}")
+
+
+def signed_raw(
+    host: str,
+    key: PartnerKey,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    idempotency_key: str | None,
+    request_id: int,
+) -> bytes:
+    """One request signed by `key` as a partner signs it, as raw HTTP/1.1 bytes for `host`."""
+    headers: dict[str, str] = {}
+    if body:
+        headers["Content-Type"] = "application/json"
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    sign_request(
+        method, f"http://{host}{path}", headers, body, key_id=key.key_id, secret=key.secret
+    )
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     lines.append(f"X-Request-Id: {request_id}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + planned.body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def pool_record(raw: bytes) -> bytes:

@@ -5,8 +5,9 @@
 Starts a throwaway embedded PostgreSQL (deleted afterwards) unless DATABASE_URL is set, then a
 scratch database with the migrations and `coalition serve` on 127.0.0.1 (gateway.bench's own
 server process, one app process, workers on). Provisions partners and keys through the
-operator API and bulk-inserts shoppers (gateway.bench's documented shortcut), pre-builds and
-signs every batch (unique partner_refs, random shoppers and amounts), then posts them with
+operator API and enrolls the shoppers through the signed POST /v1/shoppers, spread over the
+partners (gateway.bench's provisioning, as partners enroll theirs), pre-builds and signs every
+batch (unique partner_refs, random shoppers and amounts), then posts them with
 `--concurrency` calls in flight and reports purchases/s over the wall time from the first
 call to the last answer. Afterwards it checks that every item was created, that the database
 holds exactly that many purchases, and that `ledger.verify` is clean; it fails loudly
@@ -181,9 +182,10 @@ async def measure(
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=CALL_TIMEOUT_S) as http:
             partners = await _provision.create_partners(http, key, count=PARTNERS, run=run_id)
-            await _provision.insert_shoppers(
-                conn, enrolled_by=partners[0].partner_id, count=args.shoppers
+            enrolment = await _provision.provision_shoppers(
+                base_url, conn, partners, count=args.shoppers
             )
+
             batches = build_batches(
                 partners, batches=args.batches + WARM_UP_BATCHES, shoppers=args.shoppers, run=run_id
             )
@@ -208,6 +210,8 @@ async def measure(
         "items_per_batch": MAX_BATCH_ITEMS,
         "concurrency": args.concurrency,
         "shoppers": args.shoppers,
+        "enrolment_s": round(enrolment.elapsed_s, 1),  # POST /v1/shoppers, before the clock
+        "enrolled_per_s": round(enrolment.shoppers_per_s),
         "purchases": purchases,
         "elapsed_s": round(elapsed_s, 2),
         "purchases_per_s": round(purchases / elapsed_s),

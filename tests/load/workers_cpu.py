@@ -4,7 +4,9 @@
 
 Starts a throwaway embedded PostgreSQL (deleted afterwards) and creates two databases: `before`
 migrated with the migrations numbered up to `--before` only, `after` with all of them. Each gets
-10 partners (the bench's pricing) and 100,000 shoppers with cards (the bench's bulk insert), then
+10 partners (the bench's pricing) and 100,000 shoppers with cards, enrolled one transaction each
+by `partners.operations.enroll_shopper` (what POST /v1/shoppers runs; there is no server here,
+so no stored idempotent answer beside them), by partner i mod 10 like the bench's, then
 `--purchases` purchases through `partners.operations.purchase` (each its own transaction, no
 workers running: the jobs' queues fill up), then `ANALYZE`. Each job then runs alone over the
 whole backlog on one fresh connection, as the worker calls it, until it returns 0 (drained):
@@ -35,10 +37,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from contracts.partners import PartnerCreate, PurchaseRequest
+from contracts.partners import EnrollRequest, PartnerCreate, PurchaseRequest
 from gateway import workers
 from gateway.bench._cli import process_tree_cpu_s
-from gateway.bench._provision import insert_shoppers
 from gateway.bench._requests import card_number
 from infra import embedded, migrations
 from ledger import service as ledger
@@ -80,6 +81,22 @@ JOBS: dict[str, Job] = {
 }
 
 
+async def enroll_all(dsn: str, partner_ids: list[int]) -> None:
+    """Shopper i, card card_number(i), enrolled by partner i mod PARTNERS, WRITERS at once."""
+
+    async def writer(w: int) -> None:
+        c = await asyncpg.connect(dsn)
+        try:
+            for i in range(w, SHOPPERS, WRITERS):
+                req = EnrollRequest(card_number=card_number(i))
+                async with c.transaction():
+                    await operations.enroll_shopper(c, partner_ids[i % PARTNERS], req)
+        finally:
+            await c.close()
+
+    await asyncio.gather(*(writer(w) for w in range(WRITERS)))
+
+
 async def setup(dsn: str, directory: Path, purchases: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
@@ -99,9 +116,9 @@ async def setup(dsn: str, directory: Path, purchases: int) -> None:
                 operator="workers-cpu",
             )
             partner_ids.append(partner.id)
-        await insert_shoppers(conn, enrolled_by=partner_ids[0], count=SHOPPERS)
     finally:
         await conn.close()
+    await enroll_all(dsn, partner_ids)
 
     rng = random.Random(7)
     plan = [

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gateway.bench import _report, _requests
+from gateway.bench import _report, _requests, main
 from shoppers import luhn
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:41234
@@ -187,3 +187,31 @@ def test_calls_per_commit_is_the_mean_group_size_over_the_run() -> None:
     assert _report.calls_per_commit(before, before) is None  # no group committed in between
     assert _report.group_commit_totals("coalition_up 1\n") is None  # grouping off
     assert "calls per commit 6.2" in _report.render_table(_report_with([]))
+
+
+def test_the_report_says_how_the_shoppers_were_provisioned_and_how_fast() -> None:
+    report = _report_with([])
+    report.provisioning = _report.Provisioning(
+        partners=10,
+        shoppers=10_000,
+        enrolled=8_000,
+        kept=2_000,
+        elapsed_s=25.0,
+        concurrency=32,
+        shoppers_per_s=320.0,
+    )
+    table = _report.render_table(report)
+    assert (
+        "provisioning: 10 partners via the operator API; 10,000 shoppers through signed "
+        "POST /v1/shoppers (8,000 enrolled, 2,000 kept from an earlier run) in 25.0 s, "
+        "320 shoppers/s, 32 calls in flight"
+    ) in table
+    payload = json.loads(_report.render_json(report))
+    assert payload["provisioning"]["shoppers_per_s"] == 320.0
+    assert payload["provisioning"]["enrolled"] == 8_000
+
+
+@pytest.mark.parametrize("shoppers", ["0", "100001"])
+def test_the_shopper_count_is_bounded(shoppers: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--shoppers", shoppers]) == 2
+    assert "--shoppers must be 1..100000" in capsys.readouterr().err
