@@ -441,7 +441,8 @@ def database_cost(report: Report) -> Target:
     if spread.postgres_cpu_s is None or not _purchases(spread):
         return unmeasured(DATABASE_COST, "earn-spread: no PostgreSQL CPU or no purchase")
     if report.pgbench_postgres_cpu_s is None or not report.pgbench_transactions:
-        return unmeasured(DATABASE_COST, "pgbench TPC-B's PostgreSQL CPU was not measured")
+        why = "pgbench TPC-B did not run, or its PostgreSQL CPU was not measured (remote)"
+        return unmeasured(DATABASE_COST, why)
     return judge(
         DATABASE_COST,
         spread.postgres_cpu_s * 1e3 / _purchases(spread),
