@@ -28,10 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmarks next to pgbench TPC-B (needs wrk: installed here when missing)
+bench: $(STAMP)  ## benchmarks next to pgbench TPC-B, then the targets table (needs wrk: installed here when missing)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) \
 		|| (echo "make bench needs wrk: apt-get install wrk" >&2; exit 2)
-	$(BIN)/coalition bench
+	$(BIN)/coalition bench --targets
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -3,14 +3,18 @@
 One bounded run: start (or target) a server, provision a network as partners do (partners
 through the operator API, --shoppers shoppers enrolled through the signed POST /v1/shoppers:
 gateway/bench/_provision.py), run pgbench TPC-B on the same PostgreSQL, then each scenario for
---duration-s with --connections, each followed by the correctness check. Exit 0 when every
-check passed, 1 when one failed, 2 on a usage or setup problem.
+--duration-s with --connections, each followed by the correctness check. With --targets, then
+earn-spread and burn-heavy in the open loop at half their closed-loop req/s, and issue 18's
+targets judged on this run's figures (gateway/bench/_report.py: targets). Exit 0 when every
+check passed (a target short of its limit does not fail the run: a benchmark, not a test), 1
+when one failed, 2 on a usage or setup problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import platform
 import resource
@@ -20,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import httpx
@@ -109,6 +113,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seconds", type=int, help="open loop: seconds of arrivals (default --duration-s)"
     )
+    p.add_argument(
+        "--targets",
+        action="store_true",
+        help="after the closed loops, run earn-spread and burn-heavy in the open loop at 50%% of "
+        "their closed-loop req/s, then judge issue 18's targets on this run (a table, or "
+        '"targets" in --json)',
+    )
     return p
 
 
@@ -187,6 +198,12 @@ async def checkpoint(conn: asyncpg.Connection) -> None:
     await conn.execute("CHECKPOINT")
 
 
+class PgbenchRun(NamedTuple):
+    tps: float
+    transactions: int
+    postgres_cpu_s: float | None  # the postmaster tree's CPU over the timed run only
+
+
 async def run_pgbench(
     binary: str,
     dsn: str,
@@ -195,7 +212,12 @@ async def run_pgbench(
     duration_s: int,
     scale: int,
     before_run: Callable[[], Awaitable[None]],
-) -> float:
+    postmaster_pid: int | None,
+) -> PgbenchRun:
+    """`pgbench -i`, then the timed TPC-B run, its PostgreSQL CPU measured as the scenarios'
+    is (process_tree_cpu_s), so that CPU per TPC-B transaction is known; the load of the
+    initialisation is left out."""
+
     async def run(*args: str) -> str:
         process = await asyncio.create_subprocess_exec(
             binary,
@@ -211,6 +233,7 @@ async def run_pgbench(
 
     await run("-i", "-q", "-s", str(scale), dsn)
     await before_run()
+    cpu_before = process_tree_cpu_s(postmaster_pid)
     output = await run(
         "-M",
         "prepared",
@@ -222,7 +245,14 @@ async def run_pgbench(
         str(duration_s),
         dsn,
     )
-    return _report.parse_pgbench_tps(output)
+    cpu_after = process_tree_cpu_s(postmaster_pid)
+    return PgbenchRun(
+        tps=_report.parse_pgbench_tps(output),
+        transactions=_report.parse_pgbench_transactions(output),
+        postgres_cpu_s=(
+            None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+        ),
+    )
 
 
 def read_logs(log_prefix: str) -> list[str]:
@@ -562,25 +592,27 @@ async def bench(
                 )
         host = base_url.removeprefix("http://").rstrip("/")
         network = _requests.Network(host, partners, args.shoppers, funded, holds)
-        pgbench_tps: float | None = None
+        pgbench_run: PgbenchRun | None = None
         if pgbench is not None:
             say(f"pgbench TPC-B -s {args.pgbench_scale}, {args.duration_s} s ...", quiet)
             pg_dsn = await _server.recreate_database(server_dsn, PGBENCH_DATABASE)
             try:
-                pgbench_tps = await run_pgbench(
+                pgbench_run = await run_pgbench(
                     pgbench,
                     pg_dsn,
                     connections=args.connections,
                     duration_s=args.duration_s,
                     scale=args.pgbench_scale,
                     before_run=lambda: checkpoint(conn),
+                    postmaster_pid=postmaster_pid,
                 )
             finally:
                 await _server.drop_database(server_dsn, PGBENCH_DATABASE)
+        pgbench_tps = None if pgbench_run is None else pgbench_run.tps
         await warm_up(conn, network, base_url=base_url, wrk=wrk, scratch=scratch, args=args)
-        results = []
-        for name in scenarios:
-            say(f"{name}, {args.duration_s} s ...", quiet)
+        results: list[_report.ScenarioResult] = []
+
+        async def measured(name: str, run_args: argparse.Namespace, on: _requests.Network) -> None:
             # Fresh statistics before every measured run (see warm_up), and the previous
             # run's dead rows vacuumed, as pgbench vacuums its tables before its own run: a
             # scenario does not pay for the autovacuum of the one before.
@@ -590,21 +622,34 @@ async def bench(
                 await scenario(
                     name,
                     conn=conn,
-                    network=network,
+                    network=on,
                     base_url=base_url,
                     wrk=wrk,
                     scratch=scratch,
-                    args=args,
+                    args=run_args,
                     pgbench_tps=pgbench_tps,
                     server_pid=server_pid,
                     postmaster_pid=postmaster_pid,
                 )
             )
+
+        for name in scenarios:
+            say(f"{name}, {args.duration_s} s ...", quiet)
+            await measured(name, args, network)
+        if args.targets:
+            for name, rate in open_loop_rates(results):
+                say(f"{name}, OPEN LOOP at {rate:.0f}/s, {args.duration_s} s ...", quiet)
+                on = network
+                if name == "burn-heavy":  # the closed loop captured the first holds
+                    on = await with_fresh_holds(network, base_url, rate, args, run=f"{run}-open")
+                open_args = argparse.Namespace(**{**vars(args), "rate": rate})
+                open_args.seconds = args.duration_s
+                await measured(name, open_args, on)
         info = machine()
         info["postgres"] = str(await conn.fetchval("SHOW server_version"))
     finally:
         await conn.close()
-    return _report.Report(
+    report = _report.Report(
         machine=info,
         duration_s=args.duration_s,
         connections=args.connections,
@@ -612,7 +657,39 @@ async def bench(
         pgbench_scale=None if pgbench_tps is None else args.pgbench_scale,
         scenarios=results,
         provisioning=provisioning,
+        pgbench_transactions=None if pgbench_run is None else pgbench_run.transactions,
+        pgbench_postgres_cpu_s=None if pgbench_run is None else pgbench_run.postgres_cpu_s,
     )
+    if args.targets:
+        report.targets = _report.targets(report)
+    return report
+
+
+def open_loop_rates(results: list[_report.ScenarioResult]) -> list[tuple[str, float]]:
+    """(scenario, arrival rate) of the open loops the targets ask for: half of what each
+    scenario reached in its closed loop; none for a scenario not run or that got nothing."""
+    return [
+        (r.name, _report.OPEN_LOOP_SHARE * r.requests_per_s)
+        for r in results
+        if r.name in _report.OPEN_LOOP_SCENARIOS and r.mode == "closed-loop" and r.requests_per_s
+    ]
+
+
+async def with_fresh_holds(
+    network: _requests.Network,
+    base_url: str,
+    rate_per_s: float,
+    args: argparse.Namespace,
+    *,
+    run: str,
+) -> _requests.Network:
+    """The network with new open holds for an open-loop burn-heavy, as many as it will capture."""
+    count = int(rate_per_s * args.duration_s * _requests.CAPTURE_SHARE) + 1
+    async with _provision.client(base_url) as http:
+        holds = await _provision.open_holds(
+            http, network.partners, network.funded_cards, count=count, run=run
+        )
+    return dataclasses.replace(network, open_holds=holds)
 
 
 async def _owned_run(
@@ -655,6 +732,13 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.seconds is not None and args.rate is None:
         print("coalition bench: --seconds goes with --rate (open loop)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.targets and args.rate is not None:
+        print(
+            "coalition bench: --targets runs its own open loops (at 50% of the closed loops' "
+            "req/s): drop --rate",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.rate is not None:
         args.seconds = args.seconds or args.duration_s
@@ -731,7 +815,7 @@ def main(argv: list[str]) -> int:
                 finally:
                     cluster.stop()
     except (RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
-        print(f"coalition bench: {exc}", file=sys.stderr)
+        print(f"coalition bench: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(_report.render_json(report) if args.json else _report.render_table(report))
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import msgspec
 import pytest
 
 from gateway.bench import _report, _requests, main
@@ -215,3 +216,188 @@ def test_the_report_says_how_the_shoppers_were_provisioned_and_how_fast() -> Non
 def test_the_shopper_count_is_bounded(shoppers: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--shoppers", shoppers]) == 2
     assert "--shoppers must be 1..100000" in capsys.readouterr().err
+
+
+PGBENCH_RUN_OUTPUT = PGBENCH_OUTPUT + "number of transactions actually processed: 19088\n"
+
+
+def test_pgbench_transaction_count_is_read_from_its_output() -> None:
+    assert _report.parse_pgbench_transactions(PGBENCH_RUN_OUTPUT) == 19088
+    with pytest.raises(ValueError, match="transaction count"):
+        _report.parse_pgbench_transactions(PGBENCH_OUTPUT)
+
+
+def _result(name: str, requests_per_s: float, **changes: object) -> _report.ScenarioResult:
+    base = _report_with([]).scenarios[0]
+    return msgspec.structs.replace(base, name=name, requests_per_s=requests_per_s, **changes)
+
+
+def _targets_run(*scenarios: _report.ScenarioResult) -> _report.Report:
+    """pgbench: 2,000 tps, 20,000 transactions on 10 s of PostgreSQL CPU (0.5 ms each)."""
+    report = _report_with([])
+    report.pgbench_tps = 2000.0
+    report.pgbench_transactions = 20_000
+    report.pgbench_postgres_cpu_s = 10.0
+    report.scenarios = list(scenarios)
+    return report
+
+
+# earn-spread: 16,000 purchases on 8 s of PostgreSQL CPU (0.5 ms each) and 2 s of server CPU.
+SPREAD = _result(
+    "earn-spread",
+    1200.0,
+    acknowledged_by_kind={"purchase": 16_000},
+    postgres_cpu_s=8.0,
+    server_cpu_s=2.0,
+)
+
+
+def _open(name: str, rate_per_s: float, p99_ms: float) -> _report.ScenarioResult:
+    return _result(name, rate_per_s, mode="open-loop", rate_per_s=rate_per_s, latency_ms_p99=p99_ms)
+
+
+def _by_name(report: _report.Report) -> dict[str, _report.Target]:
+    return {t.name: t for t in _report.targets(report)}
+
+
+def test_the_database_cost_is_postgres_cpu_per_purchase_against_per_tpcb_transaction() -> None:
+    met = _report.database_cost(_targets_run(SPREAD))
+    assert (met.figure, met.reference, met.ratio, met.verdict) == (0.5, 0.5, 1.0, "pass")
+    costly = msgspec.structs.replace(SPREAD, postgres_cpu_s=9.0)
+    short = _report.database_cost(_targets_run(costly))
+    assert (short.figure, short.ratio, short.verdict) == (0.5625, 1.125, "short")
+    no_pgbench = _targets_run(SPREAD)
+    no_pgbench.pgbench_postgres_cpu_s = None
+    assert _report.database_cost(no_pgbench).verdict == "not measured"
+    assert _report.database_cost(_targets_run()).ratio is None
+
+
+def test_the_gateway_cost_is_the_server_share_of_the_cpu_per_purchase() -> None:
+    met = _report.gateway_cost(_targets_run(SPREAD))
+    assert (met.figure, met.reference, met.ratio, met.verdict) == (0.125, 0.625, 0.2, "pass")
+    heavy = _report.gateway_cost(_targets_run(msgspec.structs.replace(SPREAD, server_cpu_s=8.0)))
+    assert (heavy.ratio, heavy.verdict) == (0.5, "short")  # 8 s / (8 s + 8 s)
+    remote = msgspec.structs.replace(SPREAD, server_cpu_s=None)  # --target: no server pid
+    assert _report.gateway_cost(_targets_run(remote)).verdict == "not measured"
+
+
+def test_throughput_is_held_against_pgbench_and_against_the_spread() -> None:
+    at_the_limits = _by_name(
+        _targets_run(SPREAD, _result("earn-hot", 1080.0), _result("burn-heavy", 960.0))
+    )
+    spread, hot, burn = (at_the_limits[f"throughput {n}"] for n in ("spread", "hot", "burn"))
+    assert (spread.figure, spread.reference, spread.ratio, spread.verdict) == (
+        1200.0,
+        2000.0,
+        0.6,
+        "pass",
+    )
+    assert (hot.ratio, hot.verdict) == (0.9, "pass")
+    assert (burn.ratio, burn.verdict) == (0.8, "pass")
+    slow = _by_name(
+        _targets_run(
+            msgspec.structs.replace(SPREAD, requests_per_s=1000.0),
+            _result("earn-hot", 850.0),
+            _result("burn-heavy", 700.0),
+        )
+    )
+    assert [slow[f"throughput {n}"].verdict for n in ("spread", "hot", "burn")] == ["short"] * 3
+    assert slow["throughput spread"].ratio == 0.5
+    assert slow["throughput hot"].ratio == 0.85
+    assert slow["throughput burn"].ratio == 0.7
+
+
+def test_throughput_without_its_inputs_is_not_measured() -> None:
+    skipped = _targets_run(SPREAD)
+    skipped.pgbench_tps = None  # --skip-pgbench
+    rows = _by_name(skipped)
+    assert rows["throughput spread"].verdict == "not measured"
+    assert rows["throughput hot"].note == "earn-hot (closed-loop) was not run"
+    assert rows["throughput burn"].verdict == "not measured"
+    only_hot = _by_name(_targets_run(_result("earn-hot", 1080.0)))
+    assert only_hot["throughput hot"].note == "earn-spread (closed-loop) was not run"
+
+
+def test_a_scenario_that_failed_its_check_measures_nothing() -> None:
+    broken = msgspec.structs.replace(SPREAD, problems=["1 acknowledged purchase(s) missing"])
+    rows = _by_name(_targets_run(broken, _result("earn-hot", 5000.0)))
+    for name in ("database cost", "gateway cost", "throughput spread", "throughput hot"):
+        assert rows[name].verdict == "not measured"
+        assert rows[name].figure is None
+        assert "failed its correctness check" in rows[name].note
+
+
+def test_open_loop_latency_is_p99_at_half_the_closed_loop_rate() -> None:
+    burn = _result("burn-heavy", 960.0)
+    rows = _by_name(
+        _targets_run(
+            SPREAD, burn, _open("earn-spread", 600.0, 40.0), _open("burn-heavy", 480.0, 62.5)
+        )
+    )
+    earn, burned = rows["p99 open earn-spread"], rows["p99 open burn-heavy"]
+    assert (earn.figure, earn.reference, earn.ratio, earn.verdict) == (40.0, 50.0, 0.8, "pass")
+    assert (burned.figure, burned.ratio, burned.verdict) == (62.5, 1.25, "short")
+    assert earn.note == "at 600/s asked, 600/s answered (closed loop 1200/s)"
+
+
+def test_open_loop_latency_needs_both_loops_at_the_right_rate() -> None:
+    closed_only = _by_name(_targets_run(SPREAD))["p99 open earn-spread"]
+    assert closed_only.verdict == "not measured"
+    assert "open-loop" in closed_only.note
+    open_only = _by_name(_targets_run(_open("earn-spread", 600.0, 1.0)))["p99 open earn-spread"]
+    assert open_only.note == "earn-spread (closed-loop) was not run"
+    elsewhere = _by_name(_targets_run(SPREAD, _open("earn-spread", 300.0, 1.0)))
+    assert elsewhere["p99 open earn-spread"].verdict == "not measured"  # 25%, not 50%
+
+
+def test_batch_ingest_and_the_peer_are_measured_elsewhere() -> None:
+    rows = _by_name(_targets_run(SPREAD))
+    assert rows["batch ingest"].verdict == "not measured"
+    assert (
+        rows["batch ingest"].note == "not measured here: .venv/bin/python tests/load/batch_bench.py"
+    )
+    assert rows["peer"].verdict == "not measured"
+    assert "tests.load.hordak_peer" in rows["peer"].note
+
+
+def test_the_targets_table_follows_the_scenarios_and_goes_into_the_json() -> None:
+    report = _targets_run(SPREAD, _open("earn-spread", 600.0, 40.0))
+    assert "targets (issue 18)" not in _report.render_table(report)  # without --targets
+    report.targets = _report.targets(report)
+    table = _report.render_table(report)
+    assert table.index("correctness: ok") < table.index("targets (issue 18)")
+    assert re.search(r"\nearn-spread open\s+600\s", table)  # the open loop's row, labelled
+    assert re.search(
+        r"database cost\s+0\.500 ms CPU\s+0\.500 ms CPU\s+1\.00x  <= 1\.00x pass", table
+    )
+    assert re.search(r"throughput spread\s+1,200 /s\s+2,000 /s\s+0\.60x  >= 0\.60x pass", table)
+    assert re.search(r"p99 open earn-spread\s+40\.0 ms\s+50\.0 ms\s+0\.80x  <= 1\.00x pass", table)
+    assert re.search(r"throughput hot\s+-\s+-\s+-  >= 0\.90x not measured", table)
+    assert (
+        "batch ingest: purchases/s through POST /v1/purchases/batch / 10,000; not measured here"
+        in table
+    )
+    assert "pgbench TPC-B: 20000 transactions, PostgreSQL CPU 10.0 s, 0.500 ms each" in table
+    payload = json.loads(_report.render_json(report))
+    rows = {row["name"]: row for row in payload["targets"]}
+    assert len(rows) == 9
+    assert rows["database cost"] | {"measure": ""} == {
+        "name": "database cost",
+        "measure": "",
+        "figure": 0.5,
+        "reference": 0.5,
+        "unit": "ms CPU",
+        "ratio": 1.0,
+        "bound": "at most",
+        "limit": 1.0,
+        "verdict": "pass",
+        "note": "",
+    }
+    assert rows["throughput hot"]["ratio"] is None
+    assert payload["pgbench_transactions"] == 20_000
+    assert payload["pgbench_postgres_cpu_s"] == 10.0
+
+
+def test_targets_and_an_explicit_rate_do_not_mix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--targets", "--rate", "100"]) == 2
+    assert "--targets runs its own open loops" in capsys.readouterr().err
