@@ -112,6 +112,7 @@ async def run_once(
     on_committed: Callable[[T], None] | None = None,
     grouped: bool = True,
     many: Many[T] | None = None,
+    locks_ref: str | None = None,
 ) -> Response[bytes]:
     """Run `effect` once per (partner, Idempotency-Key); replay its stored answer after.
 
@@ -119,6 +120,8 @@ async def run_once(
     (gateway/group_commit.py); False for a call that is a batch of its own (a file upload),
     which would hold its neighbours' answers for the length of the whole file.
     many: the effect's set-based form, for a group's calls of the same route.
+    locks_ref: the partner_ref of an earlier transaction of this partner whose shopper's wallet
+        the effect locks (a refund's original), taken with the group's cards' (`_lock_wallets`).
     """
     key = caller.idempotency_key
     assert key is not None, "the signature guard requires the header on POST"
@@ -130,6 +133,7 @@ async def run_once(
         admission=rate_limit.take_pending(request.scope),
         effect=effect,
         status_code=status_code,
+        locks_ref=locks_ref,
     )
     app_state: AppState = request.app.state.app
     committer = app_state.group_commit
@@ -159,6 +163,7 @@ class _Call(Generic[T]):
     admission: rate_limit.Admission | None
     effect: Callable[[Conn], Awaitable[T]]
     status_code: int
+    locks_ref: str | None = None
 
     async def alone(self) -> _Outcome[T]:
         """One pool checkout, one transaction, one commit: BEGIN; admit (nonce, rate limit,
@@ -308,8 +313,16 @@ async def _lock_wallets(
     cards = sorted(
         {m.card_number for h in admitted if (m := items[h][1]) is not None and m.card_number}
     )
-    if len(cards) > 1:
-        await conn.execute(queries.LOCK_WALLETS_OF_CARDS, cards)
+    refs = sorted(
+        {(c.partner_id, c.locks_ref) for h in admitted if (c := items[h][0]).locks_ref is not None}
+    )
+    if len(cards) + len(refs) > 1:
+        await conn.execute(
+            queries.LOCK_WALLETS,
+            cards,
+            [partner_id for partner_id, _ in refs],
+            [ref for _, ref in refs],
+        )
 
 
 async def _admit(

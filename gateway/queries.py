@@ -21,13 +21,19 @@ FROM gateway_admit_many($1::text[], $2::text[], $3::integer[], $4::bigint[], $5:
 ORDER BY n
 """
 
-# The wallets of a group's cards, locked in one global order (shopper id) before its steps run
-# (gateway/idempotency.py `_lock_wallets`). A card unknown or a wallet not yet made locks
-# nothing: the step then refuses the card or makes the wallet, as without this statement.
-LOCK_WALLETS_OF_CARDS = """
+# The wallets of a group's cards ($1) and of its refunds' originals ($2 partner ids, $3 their
+# partner_refs), locked in one global order (shopper id) before its steps run
+# (gateway/idempotency.py `_lock_wallets`). A card or ref unknown, or a wallet not yet made,
+# locks nothing: the effect then refuses it or makes the wallet, as without this statement.
+LOCK_WALLETS = """
 SELECT 1 FROM ledger.wallet w
-WHERE w.shopper_id IN (SELECT c.shopper_id FROM shopper_cards c
-                       WHERE c.card_number = ANY($1::text[]))
+WHERE w.shopper_id IN (
+    SELECT c.shopper_id FROM shopper_cards c WHERE c.card_number = ANY($1::text[])
+    UNION
+    SELECT t.shopper_id
+    FROM unnest($2::bigint[], $3::text[]) AS r (partner_id, partner_ref)
+    JOIN partner_transactions t ON t.partner_id = r.partner_id AND t.partner_ref = r.partner_ref
+)
 ORDER BY w.shopper_id
 FOR UPDATE OF w
 """

@@ -29,6 +29,7 @@ async def create_refund(
         lambda conn: operations.refund(
             conn, caller.partner_id, data, idempotency_key=str(caller.idempotency_key)
         ),
+        locks_ref=data.original_partner_ref,
     )
 
 

@@ -5,7 +5,8 @@ another, each step locking its own shoppers' wallets in shopper order. Two group
 purchase steps hold one shopper each and whose burn steps want the other's is a deadlock, which
 PostgreSQL breaks by failing one step (its calls then run one by one, or alone after the
 commit). Here concurrent rounds of mixed calls over a few shared shoppers, in opposite orders,
-must all run in their set-based steps: no step fails, no call is sent to run alone.
+with refunds of the previous round's purchases (their wallets found by the original's
+partner_ref), must all run in their set-based steps: no step fails, no call runs alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PURCHASE_MINOR = 1_000  # 10 points each
 REDEEMED_POINTS = 2
 HELD_POINTS = 1
 SEED = 18
+REFUNDS_PER_ROUND = 8
 RATE_LIMIT_PER_S = 1_000
 
 
@@ -71,11 +73,19 @@ async def pool(database_url: str, base_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 Call = tuple[int, str, str, bytes]  # shop, path, key, body
+Bought = tuple[int, str, str, int]  # shop, partner_ref, card, points earned
 
 
-def planned(cards: list[str], round_no: int, rng: random.Random) -> list[Call]:
-    """Purchases walk the shoppers up, burns walk them down, shuffled: groups overlap."""
+def planned(
+    cards: list[str], round_no: int, rng: random.Random, refundable: list[Bought]
+) -> list[Call]:
+    """Purchases walk the shoppers up, burns walk them down, refunds take back earlier
+    purchases, shuffled: groups overlap."""
     calls: list[Call] = []
+    for n, (shop, ref, _, _) in enumerate(refundable[:REFUNDS_PER_ROUND]):
+        key = f"lo-{round_no}-r{n}"
+        refund = {"partner_ref": key, "original_partner_ref": ref}
+        calls.append((shop, "/v1/refunds", key, json.dumps(refund).encode()))
     for n in range(CALLS_PER_ROUND):
         key = f"lo-{round_no}-{n}"
         up, down = cards[n % SHOPPERS], cards[SHOPPERS - 1 - n % SHOPPERS]
@@ -116,17 +126,26 @@ async def test_mixed_groups_over_shared_shoppers_never_deadlock(
     together_before = metrics.GROUP_COMMIT_TOGETHER._value.get()
     available = dict.fromkeys(cards, FUNDED_POINTS)
     held = dict.fromkeys(cards, 0)
+    refundable: list[Bought] = []
     for round_no in range(ROUNDS):
-        calls = planned(cards, round_no, rng)
+        calls = planned(cards, round_no, rng, refundable)
+        bought = {ref: (card, points) for _, ref, card, points in refundable}
+        refundable = []
         answers = await asyncio.gather(
             *(_post(http, base_url, shops[call[0]], call) for call in calls)
         )
         for call, answer in zip(calls, answers, strict=True):
             assert answer.status_code == 201, answer.text
             fields = json.loads(call[3])
+            if call[1] == "/v1/refunds":
+                card, points = bought[str(fields["original_partner_ref"])]
+                available[card] -= points
+                continue
             card = str(fields["card_number"])
             if call[1] == "/v1/purchases":
-                available[card] += answer.json()["points_earned"]
+                earned = int(answer.json()["points_earned"])
+                available[card] += earned
+                refundable.append((call[0], str(fields["partner_ref"]), card, earned))
                 continue
             available[card] -= int(fields["points"])
             if call[1] == "/v1/holds":
