@@ -233,6 +233,9 @@ async def test_a_set_based_write_that_deadlocks_posts_its_items_one_by_one(
     other = await pool.acquire()
     try:
         await other.execute("BEGIN")
+        # The batch must be the one to detect the cycle (and so be its victim): on a loaded
+        # machine `other`'s own check could otherwise run first and make it the victim.
+        await other.execute("SET LOCAL deadlock_timeout = '30s'")
         await other.execute(LOCK_WALLET, second.shopper_id)
         batch_pid: list[int] = []
 
