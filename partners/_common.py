@@ -205,3 +205,20 @@ def parse_uuid(text: str) -> uuid.UUID:
 
 def aware(moment: datetime) -> datetime:
     return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """Ledger metadata as `ledger.service` sends it to its SQL functions."""
+    return msgspec.json.encode(metadata).decode()
+
+
+def event_payload_of(
+    shopper_id: int, transaction_id: str, partner_ref: str, points: int, **extra: int | None
+) -> dict[str, Any]:
+    return {
+        "transaction_id": transaction_id,
+        "partner_ref": partner_ref,
+        "points": points,
+        "shopper_id": shopper_id,
+        **extra,
+    }

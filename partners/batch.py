@@ -3,7 +3,7 @@
 The whole call runs in the caller's transaction (the gateway's idempotency transaction). The
 plain items (partner-paid points only) are written first, set-based (`purchase_many`, when
 `set_based`); every other item, and any the set-based half leaves, is posted by itself in its
-own SAVEPOINT around `operations.purchase`, as below. The ledger operations open no
+own SAVEPOINT around `purchase.purchase`, as below. The ledger operations open no
 savepoint of their own and a domain error aborts the enclosing transaction, so without one
 per item a single unknown card would fail every neighbour. A rolled-back savepoint leaves
 nothing of its item (no entry, no lot, no record, no campaign award, no event).
@@ -37,6 +37,7 @@ from infra.db import Conn
 from partners import purchase_many
 from partners._common import atomic
 from partners.errors import PartnerRefConflict
+from partners.purchase import purchase
 
 # One savepoint per item, by statement rather than asyncpg's nested `conn.transaction()`, so
 # it works however the caller opened its transaction (an asyncpg block or a plain BEGIN).
@@ -81,9 +82,6 @@ async def purchase_batch(
     """Post every item that can be posted; answer each item's outcome in request order.
     `set_based`: write the plain items together first (`purchase_many`); False posts every
     item one by one (the reference the set-based writes are compared with)."""
-    # Late import: partners.operations exports this function, so it imports this module.
-    from partners.operations import purchase
-
     if len(req.items) > MAX_BATCH_ITEMS:
         raise BatchTooLarge(len(req.items))
     assert conn.is_in_transaction(), "each item's savepoint needs the batch's transaction"

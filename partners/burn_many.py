@@ -34,8 +34,17 @@ from contracts.partners import (
     RedemptionResult,
 )
 from infra.db import Conn
-from partners import operations, queries
+from partners import queries
 from partners._common import entry_of, parse_uuid
+from partners.burns import (
+    Capture,
+    Hold,
+    Redemption,
+    burn_context_of,
+    capture_of,
+    hold_of,
+    redemption_of,
+)
 from partners.telemetry import timed
 
 CALLS_MAX = 1_000  # a group commit holds at most 32; a bound all the same
@@ -46,9 +55,9 @@ CAPTURE = "capture"
 
 @dataclass(frozen=True)
 class Candidate:
-    """A call the caller would run by `operations.redeem` (a RedemptionRequest) or
-    `operations.hold` (a HoldRequest) `(conn, partner_id, req, idempotency_key=...)`, or by
-    `operations.capture_hold(conn, partner_id, hold_id, req)` (a CaptureRequest); `handle`
+    """A call the caller would run by `burns.redeem` (a RedemptionRequest) or
+    `burns.hold` (a HoldRequest) `(conn, partner_id, req, idempotency_key=...)`, or by
+    `burns.capture_hold(conn, partner_id, hold_id, req)` (a CaptureRequest); `handle`
     names it in the answer."""
 
     handle: int
@@ -61,7 +70,7 @@ class Candidate:
         assert isinstance(self.req, CaptureRequest) == (self.hold_id is not None), self
 
 
-_Write = operations.Redemption | operations.Hold | operations.Capture
+_Write = Redemption | Hold | Capture
 
 
 async def write_together(conn: Conn, items: list[tuple[int, Candidate]]) -> dict[int, Any]:
@@ -126,14 +135,14 @@ async def _burns_ready(conn: Conn, candidates: Sequence[Candidate]) -> _Ready:
             continue  # the group's second use of a ref: the single path refuses it
         refs.add(ref)
         try:
-            ctx = operations.burn_context_of(row, req.card_number, req.partner_ref)
+            ctx = burn_context_of(row, req.card_number, req.partner_ref)
         except DomainError:
             continue  # the single path raises the same refusal
         key = candidate.idempotency_key
         written: _Write = (
-            operations.redemption_of(ctx, candidate.partner_id, req, idempotency_key=key)
+            redemption_of(ctx, candidate.partner_id, req, idempotency_key=key)
             if isinstance(req, RedemptionRequest)
-            else operations.hold_of(ctx, candidate.partner_id, req, idempotency_key=key)
+            else hold_of(ctx, candidate.partner_id, req, idempotency_key=key)
         )
         ready.append((ctx.holder.shopper_id, candidate, written))
     return ready
@@ -164,7 +173,7 @@ async def _captures_ready(conn: Conn, candidates: Sequence[Candidate]) -> _Ready
         row = row_of[pair]
         assert isinstance(candidate.req, CaptureRequest), candidate
         try:
-            capture = operations.capture_of(
+            capture = capture_of(
                 None if row["id"] is None else row, candidate.partner_id, candidate.req
             )
         except DomainError:
@@ -176,13 +185,13 @@ async def _captures_ready(conn: Conn, candidates: Sequence[Candidate]) -> _Ready
 def _row(written: _Write) -> tuple[Any, ...]:
     """BURN_WRITE_MANY's row for one call: its kind's arguments (REDEEM_WRITE's, HOLD_WRITE's
     or CAPTURE_WRITE's, in their order) at their places, NULL where the kind takes none."""
-    if isinstance(written, operations.Redemption):
+    if isinstance(written, Redemption):
         tid, pid, ref, sid, card, points, value, version, key, ledger, price, meta, payload = (
             written.arguments
         )
         return (REDEMPTION, tid, pid, ref, sid, card, points, value, version, key, ledger, price,
                 None, meta, payload, None)  # fmt: skip
-    if isinstance(written, operations.Hold):
+    if isinstance(written, Hold):
         tid, pid, ref, sid, card, points, version, key, ledger, expires_at, meta = written.arguments
         return (HOLD, tid, pid, ref, sid, card, points, None, version, key, ledger, None,
                 expires_at, meta, None, None)  # fmt: skip

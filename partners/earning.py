@@ -175,7 +175,7 @@ async def assess(
     now: datetime,
 ) -> Assessment:
     """Read the partner's rules, the running campaigns and the shopper, then assess (a quote's
-    path; a purchase reads the same in one statement, see `operations.purchase`)."""
+    path; a purchase reads the same in one statement, see `purchase_context`)."""
     rules = await earn_rules.load(conn, partner_id)
     if basket.amount_minor < rules.min_basket_minor:
         return Assessment(0, 0, ())

@@ -3,11 +3,11 @@
 The caller hands over the purchases it would post one by one (`Candidate`s) before posting any.
 One statement reads every purchase's context (`queries.PURCHASE_CONTEXT_MANY`: the single
 purchase's read, per purchase). The ones that need partner-paid points only
-(`operations.plain_purchase`: no campaign bonus, no referral reward) are written together by
+(`purchase_write.plain_purchase`: no campaign bonus, no referral reward) are written together by
 one call of `partner_purchase_write_many` (migration 0093), which writes the rows the single
 path would write for each, at most one purchase per shopper per call: a shopper's next one
 goes in the next round, after a fresh read. Everything else, and any purchase that function
-leaves unwritten, the caller posts one by one through `operations.purchase`, after these, and
+leaves unwritten, the caller posts one by one through `purchase.purchase`, after these, and
 it answers as it always did.
 
 The first call also locks the wallets of every shopper the candidates name, in shopper id
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
@@ -27,10 +27,9 @@ from contracts.partners import MAX_BATCH_ITEMS, PurchaseRequest, PurchaseResult
 from infra.db import Conn
 from partners import campaigns, queries
 from partners._common import ledger_key
+from partners.purchase_terms import UPPER_TIER_NAMES, UPPER_TIERS_POINTS_MIN, UPPER_TIERS_SPEND_MIN
+from partners.purchase_write import PlainPurchase, finish_plain, plain_purchase
 from partners.telemetry import timed
-
-if TYPE_CHECKING:
-    from partners.operations import PlainPurchase
 
 # What the write answers (its `refused` column, migration 0096) when it rolled itself back:
 # nothing of the call stays, and its purchases go the single way. A neighbour's locks (another
@@ -43,7 +42,7 @@ ROUNDS_MAX = MAX_BATCH_ITEMS  # a round writes at least one purchase of every sh
 
 @dataclass(frozen=True)
 class Candidate:
-    """A purchase the caller would post by `operations.purchase(conn, partner_id, req,
+    """A purchase the caller would post by `purchase.purchase(conn, partner_id, req,
     idempotency_key=idempotency_key)`; `handle` names it in the answer."""
 
     handle: int
@@ -120,14 +119,11 @@ async def _write_round(
     now: datetime,
 ) -> dict[int, PurchaseResult]:
     """One round: at most one purchase per shopper."""
-    # Late import: partners.operations imports partners.batch, which imports this module.
-    from partners import operations
-
     plains: list[_Plain] = []
     for candidate, row in this_round:
         if row is None:
             continue
-        plain = operations.plain_purchase(row, candidate.partner_id, candidate.req, now=now)
+        plain = plain_purchase(row, candidate.partner_id, candidate.req, now=now)
         if plain is not None:
             plains.append(_Plain(candidate, plain))
     with timed("purchase_many"):
@@ -136,7 +132,7 @@ async def _write_round(
     for row in written:
         if row["written"]:
             p = plains[row["n"] - 1]
-            results[p.candidate.handle] = await operations.finish_plain(
+            results[p.candidate.handle] = await finish_plain(
                 conn, p.candidate.partner_id, p.plain, row, now=now
             )
     return results
@@ -167,8 +163,6 @@ async def _write(
 
 def _arguments(plains: list[_Plain], lock_shopper_ids: list[int], now: datetime) -> list[Any]:
     """PURCHASE_WRITE_MANY's arguments, in order."""
-    from partners import operations  # late, as in _write_round
-
     line_items: list[int] = []
     line_categories: list[str] = []
     line_amounts: list[int] = []
@@ -213,7 +207,7 @@ def _arguments(plains: list[_Plain], lock_shopper_ids: list[int], now: datetime)
         points,
         campaign_ids,
         payers,
-        operations.UPPER_TIER_NAMES,
-        operations.UPPER_TIERS_POINTS_MIN,
-        operations.UPPER_TIERS_SPEND_MIN,
+        UPPER_TIER_NAMES,
+        UPPER_TIERS_POINTS_MIN,
+        UPPER_TIERS_SPEND_MIN,
     ]

@@ -317,7 +317,7 @@ NETWORK_TIME_ZONE = "SELECT time_zone FROM network_settings"
 
 # ---- purchase: what a purchase reads before it writes, in one statement ----------------------
 
-# Every read `operations.purchase` needs before its first write, in one round trip (it was 12):
+# Every read `purchase.purchase` needs before its first write, in one round trip (it was 12):
 # the network's currency, time zone and points lifetime; the card; the pricing version in effect
 # (`now()` is the transaction's start, as in PRICING_IN_EFFECT); whether partner_ref is taken
 # (REF_TAKEN); the earn rules (EARN_RULES, EARN_CATEGORIES); the running campaigns
@@ -424,7 +424,7 @@ PURCHASE_CONTEXT_MANY = _per_triple(PURCHASE_CONTEXT)
 # ---- redemption, hold, capture: one read, one write (migration 0094) -------------------------
 
 # What a redemption or a hold reads before it writes: the card, the pricing in effect, whether
-# the ref is taken, the network currency; checked in that order (partners.operations).
+# the ref is taken, the network currency; checked in that order (partners.burns.burn_context_of).
 BURN_CONTEXT = """
 SELECT ns.currency::text AS currency,
        c.shopper_id, c.status AS card_status,
