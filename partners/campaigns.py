@@ -13,8 +13,6 @@ price; a network campaign's points are a separate entry paid by `network:marketi
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +22,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
+from contracts import cursors
 from contracts.campaigns import (
     CAMPAIGN_DAYS_MAX,
     CAMPAIGNS_LIMIT_MAX,
@@ -381,15 +380,11 @@ _CURSOR_VERSION = "c1:"
 
 
 def _encode_cursor(campaign_id: int) -> str:
-    raw = f"{_CURSOR_VERSION}{campaign_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode_id(_CURSOR_VERSION, campaign_id)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_VERSION):
-            raise ValueError(text)
-        return int(text[len(_CURSOR_VERSION) :])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise CursorInvalid() from None
+    found = cursors.decode_id(_CURSOR_VERSION, cursor)
+    if found is None:
+        raise CursorInvalid()
+    return found

@@ -7,14 +7,13 @@ transaction so a slow DNS answer holds no pooled connection) and handed in as a 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from contracts import cursors
 from contracts.errors import DomainError, ErrorCode
 from contracts.events import EVENT_TYPES
 from contracts.webhooks import (
@@ -201,18 +200,11 @@ def _fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
 
 
 def encode_cursor(row_id: int) -> str:
-    raw = f"{_CURSOR_VERSION}{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode_id(_CURSOR_VERSION, row_id)
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_VERSION):
-            raise ValueError(text)
-        row_id = int(text[len(_CURSOR_VERSION) :])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise CursorInvalid() from None
-    if not 0 <= row_id < 2**63:
+    row_id = cursors.decode_id(_CURSOR_VERSION, cursor)
+    if row_id is None:
         raise CursorInvalid()
     return row_id

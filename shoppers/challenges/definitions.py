@@ -6,12 +6,11 @@ answers 404 like an unknown one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from contracts import cursors
 from contracts.challenges import (
     CHALLENGE_DAYS_MAX,
     CHALLENGES_LIMIT_MAX,
@@ -128,15 +127,11 @@ def _aware(value: datetime) -> datetime:
 
 
 def _encode_cursor(challenge_id: int) -> str:
-    raw = f"{_CURSOR_VERSION}{challenge_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode_id(_CURSOR_VERSION, challenge_id)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_VERSION):
-            raise ValueError(text)
-        return int(text[len(_CURSOR_VERSION) :])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise CursorInvalid() from None
+    found = cursors.decode_id(_CURSOR_VERSION, cursor)
+    if found is None:
+        raise CursorInvalid()
+    return found
