@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, get, post
-from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -25,10 +24,11 @@ from contracts.partners import (
     ApiKeyCreated,
     Partner,
     PricingVersion,
+    RateLimitUpdate,
 )
 from gateway.console import audit
 from gateway.console.access import Area, may
-from gateway.console.forms import text_field
+from gateway.console.forms import as_request, text_field
 from gateway.console.web import page, require
 from gateway.partner_state import PartnerGateway
 from gateway.routes._common import PathId, in_transaction
@@ -253,13 +253,12 @@ async def revoke_key(
 
 
 def _per_s(value: str) -> int:
-    """A rate limit typed into the form: a whole number within the API's bounds, else 400."""
-    digits = value.isascii() and value.isdigit()  # not "²" or "٣", which isdigit() accepts
-    if not digits or not 1 <= int(value) <= RATE_LIMIT_PER_S_MAX:
-        raise ValidationException(
-            f"the rate limit is a whole number from 1 to {RATE_LIMIT_PER_S_MAX}"
-        )
-    return int(value)
+    """A rate limit typed into the form, read as the PUT route's own contract, else 400."""
+    update = as_request({"rate_limit_per_s": value}, RateLimitUpdate, RATE_LIMIT_LABEL)
+    return update.rate_limit_per_s
+
+
+RATE_LIMIT_LABEL = {"rate_limit_per_s": "The rate limit"}
 
 
 RATE_LIMIT_CHARS_MAX = 9

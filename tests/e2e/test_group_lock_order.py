@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 import asyncpg
 import httpx
@@ -60,16 +60,6 @@ async def cards(base_url: str, shops: list[Onboarded]) -> list[str]:
             )
             await client.purchase(funded)
     return numbers
-
-
-@pytest.fixture
-async def pool(database_url: str, base_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert created is not None  # base_url: the server migrated the database
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 Call = tuple[int, str, str, bytes]  # shop, path, key, body
