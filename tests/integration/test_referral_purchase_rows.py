@@ -31,6 +31,7 @@ from infra.db import Conn
 from partners import operations
 from shoppers import referrals, tiers
 from tests.support import program
+from tests.support.round_trips import RoundTrips
 
 PINNED = Path(__file__).with_name("referral_purchase_rows.json")
 TABLES = """
@@ -215,3 +216,32 @@ async def test_referral_purchases_write_the_pinned_rows_and_answers(pool: asyncp
     # The pin itself shows the reward: the friend's first qualifying purchase answers 250 more.
     first = next(e for e in pinned if e["ref"] == "first")
     assert [item["kind"] for item in first["answer"]["breakdown"]][-1] == "referral"
+
+
+async def test_a_referral_purchase_is_the_one_statement_and_the_rewards_own_writes(
+    pool: asyncpg.Pool, round_trips: RoundTrips
+) -> None:
+    partner_id = await program.partner(pool, "counted")
+    names = Names(datetime.now(UTC))
+    referrer = await enrolled(pool, partner_id, names, "r")
+    friend = await enrolled(pool, partner_id, names, "f")
+    await referred(pool, friend, referrer, names, "r")
+
+    async def counted(ref: str, amount_minor: int) -> int:
+        request = PurchaseRequest(
+            partner_ref=ref,
+            card_number=friend.card_number,
+            amount_minor=amount_minor,
+            currency="EUR",
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            before = round_trips.count
+            await operations.purchase(conn, partner_id, request, idempotency_key=ref)
+            return round_trips.count - before
+
+    # Below the qualifying amount no reward can be due: the read and the write.
+    assert await counted("c-small", referrals.QUALIFYING_PURCHASE_MINOR - 1) == 2
+    # The read, the write; the mark, both bonuses, referral.rewarded, the reward's breakdown
+    # item; purchase.recorded.
+    assert await counted("c-first", referrals.QUALIFYING_PURCHASE_MINOR) == 8
+    assert await counted("c-next", referrals.QUALIFYING_PURCHASE_MINOR) == 2
