@@ -270,8 +270,7 @@ async def estimate(conn: Conn, assessment: Assessment, shopper_id: int | None) -
 
 def stored_columns(basket: Basket, items: Sequence[Item]) -> tuple[list[Any], ...]:
     """The basket lines and the breakdown as the column arrays the purchase statements take
-    (`PURCHASE_WRITE`): categories, amounts; kinds, points, campaign ids,
-    payers."""
+    (`PURCHASE_WRITE`): categories, amounts; kinds, points, campaign ids, payers."""
     return (
         [category for category, _ in basket.lines],
         [amount for _, amount in basket.lines],

@@ -75,6 +75,7 @@ async def purchase_written_at_once(
         conn, partner_id, req, ctx, basket, items, idempotency_key, transaction_id, event, now
     )
     balance = _checked(row, req)
+    assert event is not None or not row["event_recorded"], "a held-back event is not written"
     if ctx.referral_may_pay:
         rewarded = await purchase_referral.reward_after_write(
             conn,

@@ -481,13 +481,6 @@ FROM partner_burn_write_many($1::bigint[], $2::text[], $3::uuid[], $4::bigint[],
 ORDER BY n
 """
 
-# The referral reward's breakdown item, after the items `PURCHASE_WRITE` stored: $2 its item_no.
-APPEND_BREAKDOWN_ITEM = """
-INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points, campaign_id,
-                                paid_by)
-VALUES ($1::uuid, $2::integer, $3::bigint, $4::text, $5::bigint, $6::bigint, $7::text)
-"""
-
 CAPTURE_WRITE = """
 SELECT capture
 FROM partner_capture_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::bigint, $6::bigint,
@@ -509,6 +502,13 @@ FROM partner_purchase_write(
     $9::bigint, $10::timestamptz, $11::text, $12::bigint, $13::jsonb, $14::text, $15::bigint,
     $16::jsonb, $17::timestamptz, $18::text[], $19::bigint[], $20::text[], $21::bigint[],
     $22::bigint[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::jsonb)
+"""
+
+# The referral reward's breakdown item, after the items `PURCHASE_WRITE` stored: $2 its item_no.
+APPEND_BREAKDOWN_ITEM = """
+INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points, campaign_id,
+                                paid_by)
+VALUES ($1::uuid, $2::integer, $3::bigint, $4::text, $5::bigint, $6::bigint, $7::text)
 """
 
 # `partner_purchase_write_many` (migration 0093): the writes of many plain purchases
