@@ -22,7 +22,6 @@ points posted (no item is derived from a rounded total).
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -269,35 +268,9 @@ async def estimate(conn: Conn, assessment: Assessment, shopper_id: int | None) -
     return items
 
 
-async def store(
-    conn: Conn,
-    *,
-    transaction_id: uuid.UUID,
-    shopper_id: int,
-    partner_id: int,
-    basket: Basket,
-    items: Sequence[Item],
-    now: datetime,
-) -> tiers.Qualification:
-    """Basket lines (read by aggregates and segments) and the breakdown, with the purchase;
-    returns the shopper's tier qualification as of after the purchase (`tiers.qualification`
-    at `now`, read in the same statement)."""
-    row = await conn.fetchrow(
-        queries.STORE_PURCHASE,
-        shopper_id,
-        now,
-        transaction_id,
-        partner_id,
-        *stored_columns(basket, items),
-    )
-    assert row is not None, "an aggregate always returns a row"
-    return tiers.qualification_of(row)
-
-
 def stored_columns(basket: Basket, items: Sequence[Item]) -> tuple[list[Any], ...]:
     """The basket lines and the breakdown as the column arrays the purchase statements take
-    (`STORE_PURCHASE`, `PURCHASE_WRITE`): categories, amounts; kinds, points, campaign ids,
-    payers."""
+    (`PURCHASE_WRITE`): categories, amounts; kinds, points, campaign ids, payers."""
     return (
         [category for category, _ in basket.lines],
         [amount for _, amount in basket.lines],

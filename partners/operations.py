@@ -8,7 +8,7 @@ transaction; an operation called without one opens its own (`_common.atomic`).
 
 This module only names what the routes may call; each name lives in the room of its purpose:
 `purchase` (the purchase and its quote; behind it `purchase_context`, `purchase_write`,
-`purchase_steps`, `purchase_terms`), `batch` (a file of purchases, over `purchase_many`),
+`purchase_referral`, `purchase_terms`), `batch` (a file of purchases, over `purchase_many`),
 `burns` (redeem, hold, capture, void), `refunds`, `transactions` (the partner's reads),
 `enrolment` (the shopper at the till), `programme` (earn rules and campaigns) and `onboarding`
 (partners, pricing, keys). The rooms never import this door.

@@ -1,8 +1,8 @@
 """The purchase: what a partner's till calls to credit a shopper, and its quote.
 
 `purchase` reads its context (`purchase_context`), assesses and awards the points
-(`earning`), then writes: in one statement (`purchase_write`), or, when a referral may pay,
-as separate statements (`purchase_steps`). `quote` is the same assessment, written nowhere.
+(`earning`), then writes in one statement (`purchase_write`), followed by the referral reward
+when one may be due (`purchase_referral`). `quote` is the same assessment, written nowhere.
 (Many purchases at once: `purchase_many`, called by `batch` and the group commit.)
 """
 
@@ -15,7 +15,6 @@ from infra.db import Conn
 from partners import earning
 from partners._common import atomic, pricing_in_effect, summary
 from partners.purchase_context import purchase_context
-from partners.purchase_steps import purchase_in_steps
 from partners.purchase_write import purchase_written_at_once
 from shoppers import service as shoppers
 
@@ -36,11 +35,6 @@ async def purchase(
         partner_id, pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts, ctx.membership
     )
     items = await earning.award(conn, assessment, holder.shopper_id)
-    if ctx.referral_pending:
-        # The reward comes between the record and the lines: the writes stay separate.
-        return await purchase_in_steps(
-            conn, partner_id, req, ctx, basket, items, idempotency_key, now=now
-        )
     return await purchase_written_at_once(
         conn, partner_id, req, ctx, basket, items, idempotency_key, now=now
     )

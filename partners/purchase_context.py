@@ -17,8 +17,8 @@ from infra.db import Conn
 from partners import campaigns, earn_rules, earning, queries
 from partners._common import Pricing, pricing_of
 from partners.errors import CurrencyUnsupported, PartnerRefConflict
+from shoppers import referrals, tiers
 from shoppers import service as shoppers
-from shoppers import tiers
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,11 @@ class PurchaseContext:
     facts: campaigns.ShopperFacts  # the tier in them floored by a paid membership
     membership: earning.MembershipBenefit
     expires_at: datetime  # of the points earned now, under the network's lifetime
-    # False: no referral of this shopper waits for its reward, and none ever will (a referral
-    # is registered only with the shopper's enrollment and rewarded_at never returns to NULL),
-    # so the referral step cannot pay and is skipped. True: the step decides, under its lock.
-    referral_pending: bool
+    # False: the purchase's amount does not qualify, or no referral of this shopper waits for
+    # its reward and none ever will (a referral is registered only with the shopper's
+    # enrollment and rewarded_at never returns to NULL), so no reward can be due and the
+    # referral step is skipped. True: the step (`purchase_referral`) decides, under its lock.
+    referral_may_pay: bool
 
 
 async def purchase_context(
@@ -93,5 +94,5 @@ def purchase_context_of(
             now=now,
         ),
         expires_at=row["expires_at"],
-        referral_pending=row["referral_pending"],
+        referral_may_pay=row["referral_pending"] and referrals.qualifies(req.amount_minor),
     )

@@ -1,10 +1,10 @@
 """What every way of writing a purchase writes alike, said once.
 
-A purchase is written one statement at a time (`purchase_steps`), in one statement
-(`purchase_write`: `PURCHASE_WRITE`), or set-based with others (`purchase_many`:
-`PURCHASE_WRITE_MANY`). They write the same ledger metadata and the same event, the two that
-write network-paid points give the same goodwill reason, and the two statements compare the
-qualification against the same tier thresholds: those are here, so the paths say them once.
+A purchase is written in one statement (`purchase_write`: `PURCHASE_WRITE`, then the referral
+reward when one may be due), or set-based with others (`purchase_many`: `PURCHASE_WRITE_MANY`).
+They write the same ledger metadata and the same event and compare the qualification against
+the same tier thresholds: those are here, so the two say them once (with the goodwill reason
+and metadata of the network-paid points, which only the single statement writes).
 """
 
 from __future__ import annotations

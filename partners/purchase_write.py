@@ -1,7 +1,8 @@
 """A purchase written in one statement: the single one, and the plain ones written set-based.
 
-`purchase_written_at_once` writes a purchase without a referral reward by one call of
-`queries.PURCHASE_WRITE` (the same rows as `purchase_steps` would write). `PlainPurchase` is a
+`purchase_written_at_once` writes every single purchase by one call of
+`queries.PURCHASE_WRITE`, and a referral reward after it when one may be due
+(`purchase_referral`). `PlainPurchase` is a
 purchase of partner-paid points only, assessed from its row of `PURCHASE_CONTEXT_MANY`: what
 `purchase_many` hands to `PURCHASE_WRITE_MANY` with others, and `finish_plain` answers each one
 it wrote as `purchase_written_at_once` answers.
@@ -21,7 +22,7 @@ from contracts.errors import DomainError
 from contracts.partners import PurchaseRequest, PurchaseResult
 from infra import outbox
 from infra.db import Conn
-from partners import earning, queries
+from partners import earning, purchase_referral, queries
 from partners._common import (
     Pricing,
     entry_of,
@@ -45,6 +46,7 @@ from partners.purchase_terms import (
     network_paid_metadata,
     purchase_metadata,
 )
+from shoppers import service as shoppers
 from shoppers import tiers
 
 
@@ -59,23 +61,87 @@ async def purchase_written_at_once(
     *,
     now: datetime,
 ) -> PurchaseResult:
-    """The same writes as `purchase_in_steps` without a referral reward, in one statement
-    (`queries.PURCHASE_WRITE`), checked in the same order: the earn (its errors, then a
-    replay), the network-paid entry, the record (a ref taken concurrently). The statement also
-    ensures and locks the tier row when the qualification reaches a tier above the base one;
-    when the tier goes up, the change and then the event follow as separate statements."""
+    """Every purchase's writes in one statement (`queries.PURCHASE_WRITE`), checked in the
+    order they have always had: the earn (its errors, then a replay), the network-paid entry,
+    the record (a ref taken concurrently). The statement also ensures and locks the tier row
+    when the qualification reaches a tier above the base one; when the tier goes up, the
+    change and then the event follow as separate statements. When a referral may pay
+    (`ctx.referral_may_pay`), the event is held back: the reward follows the statement
+    (`purchase_referral`), then the tier change and the event, with the reward's points."""
     holder, pricing = ctx.holder, ctx.pricing
-    partner_points = sum(item.points for item in items if item.paid_by == "partner")
-    network_points = sum(item.points for item in items if item.paid_by == "network")
-    points_earned = sum(item.points for item in items)
     transaction_id = uuid.uuid4()
-    payload = event_payload_of(
+    event = None if ctx.referral_may_pay else _event_payload(holder, req, transaction_id, items)
+    row = await _written(
+        conn, partner_id, req, ctx, basket, items, idempotency_key, transaction_id, event, now
+    )
+    balance = _checked(row, req)
+    assert event is not None or not row["event_recorded"], "a held-back event is not written"
+    if ctx.referral_may_pay:
+        rewarded = await purchase_referral.reward_after_write(
+            conn,
+            transaction_id=transaction_id,
+            shopper_id=holder.shopper_id,
+            amount_minor=req.amount_minor,
+            pricing=pricing,
+            expires_at=ctx.expires_at,
+            items=items,
+        )
+        if rewarded is not None:
+            items, balance = rewarded.items, rewarded.balance
+    if not row["event_recorded"] and row["tier"] is not None:
+        # tier.changed (when the tier goes up), then purchase.recorded
+        qualification = tiers.qualification_of(row)
+        await tiers.upgrade_locked(conn, holder.shopper_id, row["tier"], qualification, now=now)
+    if balance is None:
+        balance = (await summary(conn, holder.shopper_id)).balance
+    if not row["event_recorded"]:
+        await outbox.record(
+            conn,
+            PURCHASE_RECORDED,
+            partner_id=partner_id,
+            shopper_id=holder.shopper_id,
+            payload=_event_payload(holder, req, transaction_id, items),
+        )
+    return PurchaseResult(
+        transaction_id=str(transaction_id),
+        points_earned=sum(item.points for item in items),
+        balance=balance,
+        breakdown=[item.contract() for item in items],
+    )
+
+
+def _event_payload(
+    holder: shoppers.CardHolder,
+    req: PurchaseRequest,
+    transaction_id: uuid.UUID,
+    items: list[earning.Item],
+) -> dict[str, Any]:
+    return event_payload_of(
         holder.shopper_id,
         str(transaction_id),
         req.partner_ref,
-        points_earned,
+        sum(item.points for item in items),
         amount_minor=req.amount_minor,
     )
+
+
+async def _written(
+    conn: Conn,
+    partner_id: int,
+    req: PurchaseRequest,
+    ctx: PurchaseContext,
+    basket: earning.Basket,
+    items: list[earning.Item],
+    idempotency_key: str,
+    transaction_id: uuid.UUID,
+    event: dict[str, Any] | None,
+    now: datetime,
+) -> asyncpg.Record:
+    """`queries.PURCHASE_WRITE`, timed as the ledger call it makes first; `event` None holds
+    the event back (the statement then stops after the tier row)."""
+    holder, pricing = ctx.holder, ctx.pricing
+    partner_points = sum(item.points for item in items if item.paid_by == "partner")
+    network_points = sum(item.points for item in items if item.paid_by == "network")
     timing = (
         ledger_call("earn", req.partner_ref)
         if partner_points > 0
@@ -110,8 +176,15 @@ async def purchase_written_at_once(
             UPPER_TIER_NAMES,
             UPPER_TIERS_POINTS_MIN,
             UPPER_TIERS_SPEND_MIN,
-            outbox.payload_text(PURCHASE_RECORDED, payload),
+            None if event is None else outbox.payload_text(PURCHASE_RECORDED, event),
         )
+    return row
+
+
+def _checked(row: asyncpg.Record, req: PurchaseRequest) -> int | None:
+    """The statement's outcomes in their order: an earn replayed, then a ref taken
+    concurrently (both partner_ref_conflict, which rolls everything back); the wallet balance
+    after the last entry, None when there was none."""
     balance: int | None = None
     for raw in (row["earn"], row["network"]):
         if raw is not None:
@@ -120,25 +193,7 @@ async def purchase_written_at_once(
             balance = known(entry.balance_after)
     if not row["recorded"]:  # a concurrent request with the same ref committed first
         raise PartnerRefConflict(req.partner_ref)
-    if not row["event_recorded"]:  # the tier changes: tier.changed, then purchase.recorded
-        qualification = tiers.qualification_of(row)
-        await tiers.upgrade_locked(conn, holder.shopper_id, row["tier"], qualification, now=now)
-    if balance is None:
-        balance = (await summary(conn, holder.shopper_id)).balance
-    if not row["event_recorded"]:
-        await outbox.record(
-            conn,
-            PURCHASE_RECORDED,
-            partner_id=partner_id,
-            shopper_id=holder.shopper_id,
-            payload=payload,
-        )
-    return PurchaseResult(
-        transaction_id=str(transaction_id),
-        points_earned=points_earned,
-        balance=balance,
-        breakdown=[item.contract() for item in items],
-    )
+    return balance
 
 
 @dataclass(frozen=True)
@@ -195,7 +250,7 @@ def plain_purchase(
         basket = earning.basket_of(req.amount_minor, req.lines)
     except DomainError:
         return None
-    if ctx.referral_pending:
+    if ctx.referral_may_pay:
         return None
     assessment = earning.assess_read(
         partner_id, ctx.pricing, basket, ctx.rules, ctx.running, ctx.tier, ctx.facts, ctx.membership

@@ -1,7 +1,5 @@
 """The partners package's SQL, in one place."""
 
-from shoppers.tiers import QUALIFICATION_12M
-
 INSERT_PARTNER = """
 INSERT INTO partners (slug, name, rate_limit_per_s, created_by) VALUES ($1, $2, $3, $4)
 ON CONFLICT (slug) DO NOTHING
@@ -165,26 +163,6 @@ SELECT $1, c, m, e FROM unnest($2::text[], $3::int[], $4::bool[]) AS t (c, m, e)
 """
 
 # ---- purchase: lines, breakdown, facts about the shopper -------------------------------------
-
-# A purchase's lines and breakdown, and the shopper's tier qualification read after them in
-# the same statement (one round trip instead of three). The qualification reads the statement's
-# snapshot, which holds the purchase's own partner_transactions row (inserted by an earlier
-# statement of this transaction); the lines and breakdown it does not read. An empty lines
-# array inserts nothing (the lines trigger is per row). $1 shopper, $2 now: QUALIFICATION_12M's.
-STORE_PURCHASE = f"""
-WITH lines AS (
-    INSERT INTO purchase_lines (transaction_id, line_no, shopper_id, partner_id, category,
-                                amount_minor)
-    SELECT $3, n - 1, $1, $4, c, a
-    FROM unnest($5::text[], $6::bigint[]) WITH ORDINALITY AS t (c, a, n)
-), breakdown AS (
-    INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points,
-                                    campaign_id, paid_by)
-    SELECT $3, n - 1, $1, k, p, c, b
-    FROM unnest($7::text[], $8::bigint[], $9::bigint[], $10::text[])
-         WITH ORDINALITY AS t (k, p, c, b, n)
-)
-{QUALIFICATION_12M}"""
 
 FIRST_PURCHASE_AT = """
 SELECT NOT EXISTS (
@@ -513,11 +491,10 @@ FROM partner_capture_write($1::uuid, $2::bigint, $3::text, $4::bigint, $5::bigin
 
 # `partner_purchase_write` (migration 0085): ledger.earn (partner-paid points), ledger.earn as a
 # marketing-paid goodwill (network campaigns), the partner_transactions row, the lines and the
-# breakdown, the tier qualification after them (QUALIFICATION_12M's), the tier row ensured and
-# locked when an upper tier is qualified for (ENSURE_TIER_ROW, TIER_FOR_UPDATE), and the
-# purchase.recorded event unless the tier goes up (then the caller changes it and records the
-# event after). A purchase that may pay a referral reward takes the separate statements
-# instead (the reward comes between the record and the lines).
+# breakdown, the tier qualification after them (`shopper_qualification_12m`, 0192), the tier row
+# ensured and locked when an upper tier is qualified for (ENSURE_TIER_ROW, TIER_FOR_UPDATE), and
+# the purchase.recorded event unless the tier goes up (then the caller changes it and records
+# the event after) or $27 is NULL (a referral purchase: the caller records it after the reward).
 PURCHASE_WRITE = """
 SELECT earn, network, recorded, points_earned, spend_minor, tier, event_recorded
 FROM partner_purchase_write(
@@ -525,6 +502,13 @@ FROM partner_purchase_write(
     $9::bigint, $10::timestamptz, $11::text, $12::bigint, $13::jsonb, $14::text, $15::bigint,
     $16::jsonb, $17::timestamptz, $18::text[], $19::bigint[], $20::text[], $21::bigint[],
     $22::bigint[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], $27::jsonb)
+"""
+
+# The referral reward's breakdown item, after the items `PURCHASE_WRITE` stored: $2 its item_no.
+APPEND_BREAKDOWN_ITEM = """
+INSERT INTO purchase_breakdown (transaction_id, item_no, shopper_id, kind, points, campaign_id,
+                                paid_by)
+VALUES ($1::uuid, $2::integer, $3::bigint, $4::text, $5::bigint, $6::bigint, $7::text)
 """
 
 # `partner_purchase_write_many` (migration 0093): the writes of many plain purchases

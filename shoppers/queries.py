@@ -28,19 +28,9 @@ WHERE m.shopper_id = $1 AND m.status = 'active' AND m.period_end > $2
 """
 
 # Purchases net of their refunds over the 12 months before $2, for the shopper and every shopper
-# merged into it (their transactions keep the absorbed shopper's id). No upper bound: the
-# purchase being evaluated carries the database's clock, which may run ahead of ours.
+# merged into it: the function (migration 0192) that the purchase's statements call too.
 QUALIFICATION_12M = """
-SELECT coalesce(sum(CASE WHEN t.kind = 'purchase' THEN t.points ELSE -t.points END), 0)
-           AS points_earned,
-       coalesce(sum(CASE WHEN t.kind = 'purchase' THEN coalesce(t.amount_minor, 0)
-                         ELSE -coalesce(t.amount_minor, 0) END), 0) AS spend_minor
-FROM partner_transactions t
-LEFT JOIN partner_transactions o ON o.id = t.original_id
-WHERE t.shopper_id IN (SELECT $1::bigint UNION ALL
-                       SELECT id FROM shoppers WHERE merged_into_id = $1)
-  AND t.created_at > $2::timestamptz - interval '12 months'
-  AND (t.kind = 'purchase' OR (t.kind = 'refund' AND o.kind = 'purchase'))
+SELECT points_earned, spend_minor FROM shopper_qualification_12m($1::bigint, $2::timestamptz)
 """
 
 ENSURE_TIER_ROW = """

@@ -42,6 +42,7 @@ __all__ = [
     "Reward",
     "code_for",
     "forget",
+    "qualifies",
     "register",
     "reward_qualifying_purchase",
 ]
@@ -164,6 +165,11 @@ async def register(conn: Conn, *, referred_shopper_id: int, code: str) -> int:
     return referrer
 
 
+def qualifies(amount_minor: int) -> bool:
+    """Whether a purchase of this amount is one that can pay a referral's bonuses."""
+    return amount_minor >= QUALIFYING_PURCHASE_MINOR
+
+
 async def reward_qualifying_purchase(
     conn: Conn,
     *,
@@ -175,10 +181,11 @@ async def reward_qualifying_purchase(
 ) -> Reward | None:
     """Pay both bonuses if this purchase is the referred shopper's first qualifying one.
 
-    Runs in the purchase's transaction, after its earn (the friend's wallet is locked first,
-    then the referrer's: referral chains have no loops, so this order cannot cycle).
+    Runs in the purchase's transaction, after its earn and its record (the friend's wallet is
+    locked first, then the referrer's: referral chains have no loops, so this order cannot
+    cycle).
     """
-    if amount_minor < QUALIFYING_PURCHASE_MINOR:
+    if not qualifies(amount_minor):
         return None
     marked = await conn.fetchrow(MARK_REWARDED, shopper_id, transaction_id)
     if marked is None:

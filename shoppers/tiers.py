@@ -1,11 +1,11 @@
 """Network-wide tiers: Member, Silver, Gold.
 
 A tier is qualified on the points earned or the spend at all partners over a rolling 12 months
-(purchases net of their refunds, from `partner_transactions`). Upgrades take effect at once
-(at the end of every purchase: `after_purchase`, or `upgrade_if_qualified` when the purchase
-read the qualification in its own statement); downgrades only at the yearly review
-(`review_tiers`, a worker job) and one level per review. Every change records a `tier.changed`
-event with its reason in the same transaction.
+(purchases net of their refunds, from `partner_transactions`). Upgrades take effect at once (at
+the end of every purchase: its statement reads the qualification and ensures and locks the tier
+row, migration 0192, then `upgrade_locked`; `after_purchase` does both alone); downgrades only
+at the yearly review (`review_tiers`, a worker job) and one level per review. Every change
+records a `tier.changed` event with its reason in the same transaction.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ async def upgrade_if_qualified(
     conn: Conn, shopper_id: int, q: Qualification, *, now: datetime
 ) -> None:
     """`after_purchase` given the qualification, read after the purchase's own row was written
-    (a caller may fold QUALIFICATION_12M into its own statement to save the round trip)."""
+    (the purchase's statement does this part itself, then calls `upgrade_locked`)."""
     target = qualified_tier(q)
     if target.rank == BASE_TIER.rank:
         return  # nothing to upgrade to; no row needed for members

@@ -1,6 +1,6 @@
-"""A purchase's writes in one statement (`queries.PURCHASE_WRITE`, migration 0085): the same rows
-as the separate statements wrote, in the same order, and the same refusals, each leaving
-nothing written."""
+"""A purchase's writes in one statement (`queries.PURCHASE_WRITE`, migrations 0085 and 0192): the
+same rows as the separate statements wrote, in the same order, and the same refusals, each
+leaving nothing written (a referral purchase's rows: test_referral_purchase_rows.py)."""
 
 from __future__ import annotations
 
@@ -300,8 +300,9 @@ async def test_a_ref_taken_concurrently_without_points_is_a_partner_ref_conflict
 async def test_the_write_qualifies_as_qualification_12m(
     pool: asyncpg.Pool, partner_id: int
 ) -> None:
-    """The function's copy of QUALIFICATION_12M counts the same rows: purchases net of their
-    refunds (not of a redemption's), the shoppers merged into this one, the last 12 months."""
+    """The write's qualification (`shopper_qualification_12m`, as QUALIFICATION_12M's) counts
+    purchases net of their refunds (not of a redemption's), the shoppers merged into this one,
+    the last 12 months."""
     holder = await program.shopper(pool, partner_id)
     absorbed = await program.shopper(pool, partner_id)
     for amount in (3_000, 4_000):
@@ -387,3 +388,17 @@ async def test_the_write_qualifies_as_qualification_12m(
         assert written["event_recorded"]
         counted.append((written["points_earned"], written["spend_minor"]))
     assert counted == [(30 + 40 + 50 + 20 - 15, 14_000 - 1_500), (0, 0)]  # not the redemption
+
+
+async def test_the_qualification_function_is_inlined_into_its_callers_plan(
+    pool: asyncpg.Pool,
+) -> None:
+    """`shopper_qualification_12m` (0192) is planned inside the statement that uses it, as
+    the copies it replaced were (a function scan would hide its index use from the plan)."""
+    plan = await pool.fetchval(
+        "EXPLAIN (FORMAT JSON) SELECT q.* FROM unnest($1::bigint[]) x (id) "
+        "CROSS JOIN LATERAL shopper_qualification_12m(x.id, now()) q",
+        [1, 2],
+    )
+    assert "shopper_qualification_12m" not in plan
+    assert "partner_transactions" in plan
