@@ -14,7 +14,16 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from gateway import card, console, errors, openapi_security, rate_limit, replica, security_headers
+from gateway import (
+    card,
+    console,
+    errors,
+    metrics_processes,
+    openapi_security,
+    rate_limit,
+    replica,
+    security_headers,
+)
 from gateway.auth.signatures import provide_caller, signed_partner
 from gateway.availability import STATE as DATABASE_AVAILABILITY
 from gateway.email_jobs import mail_jobs
@@ -81,6 +90,8 @@ PARTNER_TAG = "partner"
 
 
 class MetricsController(PrometheusController):
+    # Litestar's handler merges every worker's files when PROMETHEUS_MULTIPROC_DIR is set
+    # (`serve --workers N`, gateway/metrics_processes.py), into a fresh registry per scrape.
     path = "/metrics"
     openmetrics_format = False
 
@@ -160,6 +171,7 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        metrics_processes.worker_started()
         state.pool = await db.create_pool(
             database_url,
             size_min=settings.pool_size_min,
@@ -204,6 +216,7 @@ def _lifespan(
             await state.pool.close()
             if state.read_replica is not None:
                 await state.read_replica.close()
+            metrics_processes.worker_stopped()
 
     return lifespan
 

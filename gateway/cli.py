@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from contracts.errors import DomainError
-from gateway import cli_backup, cli_card, demo, logs, ops_metrics, slow_clients
+from gateway import cli_backup, cli_card, demo, logs, metrics_processes, ops_metrics, slow_clients
 from gateway.console import cli_users
 from gateway.tokens import TTL_S_MAX, Role, load_or_create, mint_operator
 from infra import backup, db, embedded, migrations
@@ -104,18 +104,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         print(f"  operator token (admin, 12 h):\n    {token}")
         print(f"  try: curl -H 'Authorization: Bearer <token>' {base}/v1/operator/me", flush=True)
-        uvicorn.run(
-            "gateway.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=args.workers,
-            loop="uvloop",
-            http=slow_clients.PROTOCOL,
-            timeout_keep_alive=args.keep_alive_timeout,
-            log_config=None,
-            access_log=False,
-        )
+        with metrics_processes.shared_directory(args.workers) as metrics_dir:
+            if metrics_dir is not None:
+                print(f"  metrics  {args.workers} workers, merged from {metrics_dir}", flush=True)
+            uvicorn.run(
+                "gateway.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=args.workers,
+                loop="uvloop",
+                http=slow_clients.PROTOCOL,
+                timeout_keep_alive=args.keep_alive_timeout,
+                log_config=None,
+                access_log=False,
+            )
     finally:
         if server is not None:
             server.stop()

@@ -85,6 +85,11 @@ GROUP_COMMIT_TOGETHER_FAILED = Counter(
 
 # Operations metrics (docs/deploy.md): sampled from the database by the `ops.sample_metrics`
 # job (gateway/ops_metrics.py) and counted around every periodic job (gateway/workers.py).
+# With `serve --workers N` every worker samples (gateway/metrics_processes.py), so each gauge
+# says how the workers' values merge: `mostrecent` for a figure read from the database (the
+# latest sample of any worker, never N times it), `max` for timestamps and monotonic figures,
+# `livesum` for what each live worker holds (its pool), `livemin`/`livemax` for a worker's own
+# view of its read replica (alert on the worst one).
 PROBLEMS = Counter(
     "coalition_problems",
     "Problem responses by stable error code and route template",
@@ -101,46 +106,64 @@ JOB_LAST_SUCCESS = Gauge(
     "coalition_job_last_success_timestamp_seconds",
     "Unix time of the job's last run that did not fail",
     ["worker"],
+    multiprocess_mode="max",
 )
 OUTBOX_UNDELIVERED = Gauge(
     "coalition_outbox_undelivered",
     "Outbox events waiting for the webhook fan-out (webhooks.fanout_queue)",
+    multiprocess_mode="mostrecent",
 )
 OUTBOX_OLDEST_AGE_SECONDS = Gauge(
     "coalition_outbox_oldest_undelivered_age_seconds",
     "Age of the oldest outbox event waiting for the webhook fan-out (0 when none)",
+    multiprocess_mode="mostrecent",
 )
 LEDGER_POSTINGS_WRITTEN = Gauge(
     "coalition_ledger_postings_written",
     "Highest posting id written (monotonic: rate() gives postings per second)",
+    multiprocess_mode="max",
 )
 SETTLEMENT_LAST_PERIOD_END = Gauge(
     "coalition_settlement_last_period_end_timestamp_seconds",
     "Unix time of the end of the last closed settlement period (0: none closed yet)",
+    multiprocess_mode="max",
 )
 VERIFY_LAST_PROBLEMS = Gauge(
     "coalition_verify_last_problems",
     "Problems found by the last `coalition verify` (0: every invariant held)",
+    multiprocess_mode="mostrecent",
 )
 VERIFY_LAST_RUN = Gauge(
     "coalition_verify_last_run_timestamp_seconds",
     "Unix time the last `coalition verify` finished (0: never)",
+    multiprocess_mode="max",
 )
 REPLICA_LAG_SECONDS = Gauge(
     "coalition_replica_lag_seconds",
     "Replay lag of the streaming replicas, the largest one (0: none, or caught up)",
+    multiprocess_mode="mostrecent",
 )
 REPLICAS_STREAMING = Gauge(
-    "coalition_replicas_streaming", "Streaming replicas connected to the primary"
+    "coalition_replicas_streaming",
+    "Streaming replicas connected to the primary",
+    multiprocess_mode="mostrecent",
 )
-DB_POOL_SIZE = Gauge("coalition_db_pool_size", "Connections open in the primary pool")
-DB_POOL_IDLE = Gauge("coalition_db_pool_idle", "Idle connections in the primary pool")
-DB_POOL_MAX = Gauge("coalition_db_pool_max", "Largest size of the primary pool")
+DB_POOL_SIZE = Gauge(
+    "coalition_db_pool_size", "Connections open in the primary pool", multiprocess_mode="livesum"
+)
+DB_POOL_IDLE = Gauge(
+    "coalition_db_pool_idle", "Idle connections in the primary pool", multiprocess_mode="livesum"
+)
+DB_POOL_MAX = Gauge(
+    "coalition_db_pool_max", "Largest size of the primary pool", multiprocess_mode="livesum"
+)
 READ_REPLICA_LAG_SECONDS = Gauge(
     "coalition_read_replica_lag_seconds",
     "Lag of the replica this process reads from, measured against the primary (-1: unreachable)",
+    multiprocess_mode="livemax",
 )
 READ_REPLICA_IN_USE = Gauge(
     "coalition_read_replica_in_use",
     "1 while read-only endpoints read from the replica, 0 while they fall back to the primary",
+    multiprocess_mode="livemin",
 )

@@ -8,7 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST  # text/plain; version=...; charset=utf-8
 METRICS_RESPONSE = ResponseSpec(
     data_container=str,
-    description="The process's metrics in the Prometheus text exposition format.",
+    description="The service's metrics (summed over the workers of `serve --workers N`) in the "
+    "Prometheus text exposition format.",
     media_type="text/plain",
     generate_examples=False,
 )

@@ -6,7 +6,8 @@ backlog (events the webhook fan-out has not taken yet: `webhooks.fanout_queue`; 
 outbox's own `delivered_at` is set by nothing today), the journal's growth, the last closed
 settlement period, the last verify outcome, the streaming replicas' lag (pg_stat_replication,
 seen from the primary) and the pool.
-Every process samples for itself: a scrape of any replica of the service sees the same values.
+Every process samples for itself: a scrape of any replica of the service sees the same values,
+and the workers of one `serve --workers N` export the latest sample (`mostrecent` gauges).
 """
 
 from __future__ import annotations

@@ -39,9 +39,12 @@ FOLD_TIMEOUT_S = 60.0
 AGGREGATES_LAG_SECONDS = Gauge(
     "coalition_aggregates_lag_seconds",
     "Age of the oldest transaction not yet folded into the shopper aggregates (0: none)",
+    multiprocess_mode="mostrecent",  # read from the database by every worker: the latest
 )
 AGGREGATES_QUEUED = Gauge(
-    "coalition_aggregates_queued", "Shopper aggregate deltas waiting to be folded"
+    "coalition_aggregates_queued",
+    "Shopper aggregate deltas waiting to be folded",
+    multiprocess_mode="mostrecent",
 )
 
 

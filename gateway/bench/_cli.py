@@ -70,6 +70,7 @@ WRK_MISSING = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+SERVER_WORKERS_MAX = 8
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,6 +92,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--target", help="an already running server's base URL (127.0.0.1 only)")
+    p.add_argument(
+        "--target-pid",
+        type=int,
+        help="with --target: the server's process id, whose CPU (with its worker processes) "
+        "the report shows",
+    )
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="worker processes of the server the bench starts (`serve --workers`; default 1)",
+    )
     p.add_argument("--skip-pgbench", action="store_true", help="do not run pgbench TPC-B")
     p.add_argument(
         "--pgbench-scale",
@@ -139,18 +152,6 @@ def _children_cpu_s() -> float:
     """CPU seconds of waited-for child processes: wrk's cost, to show it is not the limit."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a running process (Linux /proc), None when unknown."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3 (state).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -404,7 +405,7 @@ async def scenario(
     entry_before = await _check.last_entry_id(conn)
     groups_before = await group_commits(base_url)
     cpu_before = _children_cpu_s()
-    server_cpu_before = process_cpu_s(server_pid)
+    server_cpu_before = process_tree_cpu_s(server_pid)  # with --workers, the workers too
     postgres_cpu_before = process_tree_cpu_s(postmaster_pid)
     open_result: _open_loop.OpenLoopResult | None = None
     if open_loop:
@@ -428,7 +429,7 @@ async def scenario(
             duration_s=args.duration_s,
         )
         loadgen_cpu_s = _children_cpu_s() - cpu_before
-    server_cpu_after = process_cpu_s(server_pid)
+    server_cpu_after = process_tree_cpu_s(server_pid)
     postgres_cpu_after = process_tree_cpu_s(postmaster_pid)
     postgres_cpu_s = (
         None
@@ -705,7 +706,9 @@ async def _owned_run(
             await conn.close()
         data_dir = scratch / "server"
         data_dir.mkdir()
-        server = _server.start_server(app_dsn, data_dir, scratch / "server.log")
+        server = _server.start_server(
+            app_dsn, data_dir, scratch / "server.log", workers=args.server_workers
+        )
         try:
             await _server.wait_ready(server.base_url, server)
             report = await bench(
@@ -767,6 +770,12 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if not 1 <= args.server_workers <= SERVER_WORKERS_MAX:
+        print(f"coalition bench: --server-workers must be 1..{SERVER_WORKERS_MAX}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.target_pid is not None and not args.target:
+        print("coalition bench: --target-pid goes with --target", file=sys.stderr)
+        return EXIT_USAGE
     if args.target and not args.target.startswith(("http://127.0.0.1:", "http://localhost:")):
         print("coalition bench: --target must be a loopback http:// URL", file=sys.stderr)
         return EXIT_USAGE
@@ -804,6 +813,7 @@ def main(argv: list[str]) -> int:
                         scratch=scratch,
                         wrk=wrk,
                         pgbench=pgbench,
+                        server_pid=args.target_pid,
                     )
                 )
             elif database_url:

@@ -71,7 +71,7 @@ class ScenarioResult(msgspec.Struct, kw_only=True):
     generation_s: float
     committed_unacknowledged: int  # in flight when wrk stopped: committed, answer unread
     loadgen_cpu_s: float  # wrk's user + system CPU over the run
-    server_cpu_s: float | None  # the server process's CPU over the run (when we started it)
+    server_cpu_s: float | None  # the server's CPU, its workers' too (known pid: ours, --target-pid)
     postgres_cpu_s: float | None  # the postmaster's and its backends' CPU (when local)
     calls_per_commit: float | None  # partner calls per group transaction, from /metrics
     problems: list[str]

@@ -75,8 +75,9 @@ class ServerProcess:
                 self.process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def start_server(dsn: str, data_dir: Path, log_path: Path) -> ServerProcess:
-    """`python -m gateway.cli serve` on a free loopback port, one process, workers enabled."""
+def start_server(dsn: str, data_dir: Path, log_path: Path, *, workers: int = 1) -> ServerProcess:
+    """`python -m gateway.cli serve` on a free loopback port, `workers` processes (uvicorn's
+    --workers), the periodic jobs enabled."""
     port = free_port()
     env = {
         **os.environ,
@@ -88,7 +89,16 @@ def start_server(dsn: str, data_dir: Path, log_path: Path) -> ServerProcess:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed args)
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

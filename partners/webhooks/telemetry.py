@@ -19,6 +19,7 @@ WEBHOOK_QUEUE_DEPTH = Gauge(
     "coalition_webhook_queue_depth",
     "Webhook work waiting: messages pending or sending, events not yet fanned out",
     ["queue"],
+    multiprocess_mode="mostrecent",  # read from the database by every worker: the latest
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "coalition_webhook_endpoints_disabled",
