@@ -19,7 +19,8 @@ from ledger._verify_problem import PROBLEMS_PER_CHECK_MAX, Problem
 # per shopper in SQL) or other accounts reach Python at once, about 10 MiB of records at
 # 10,000, whatever the number of shoppers (the whole book once took 500 MiB at 100,000).
 ROWS_PER_PAGE = 10_000
-# The open end of the last shopper page.
+# Before the first page: ids are >= 0 (account.owner_id allows 0), and the last page is open.
+ID_BEFORE_FIRST = -1
 SHOPPER_ID_MAX = 2**63 - 1
 
 Posted = dict[tuple[int, str], int]  # (shopper_id, purpose) -> sum of postings
@@ -108,7 +109,7 @@ class Books:
 async def read_books(conn: Conn, rows_per_page: int = ROWS_PER_PAGE) -> Books:
     """Every account, wallet and lot, one page at a time, in the caller's snapshot."""
     assert rows_per_page >= 1, rows_per_page
-    assert conn.is_in_transaction(), "the pages must share one snapshot"
+    assert conn.is_in_transaction(), "verify() opens the transaction whose snapshot pages share"
     books = Books()
     await _other_accounts(conn, books, rows_per_page)
     await _shoppers(conn, books, rows_per_page)
@@ -116,7 +117,7 @@ async def read_books(conn: Conn, rows_per_page: int = ROWS_PER_PAGE) -> Books:
 
 
 async def _other_accounts(conn: Conn, books: Books, rows_per_page: int) -> None:
-    after = 0
+    after = ID_BEFORE_FIRST
     while rows := await conn.fetch(OTHER_ACCOUNTS_PAGE, after, rows_per_page):
         for r in rows:
             books.add_posted(r["name"], r["purpose"], r["posted"])
@@ -125,7 +126,7 @@ async def _other_accounts(conn: Conn, books: Books, rows_per_page: int) -> None:
 
 
 async def _shoppers(conn: Conn, books: Books, rows_per_page: int) -> None:
-    after = 0
+    after = ID_BEFORE_FIRST
     while True:
         end: int | None = await conn.fetchval(SHOPPER_PAGE_END, after, rows_per_page)
         last = SHOPPER_ID_MAX if end is None else end
