@@ -1,9 +1,10 @@
 """One `verify` against a database, in a fresh process: its time and this process's peak RSS.
 
-    .venv/bin/python -m tests.load.verify_rss --dsn postgresql://... [--implementation FILE]
+    .venv/bin/python -m tests.load.verify_rss --dsn postgresql://... [--checkout DIR]
 
-`scale_ledger --compare-verify FILE` runs this alternately with another verify implementation
-(e.g. main's `ledger/verify.py`) on the same journal: a fresh process per run, so each peak RSS
+Imports `ledger.verify` (and everything it imports) from the checkout at DIR, this one by
+default. `scale_ledger --compare-verify DIR` runs this alternately for another checkout (e.g.
+/work/main) and this one on the same journal: a fresh process per run, so each peak RSS
 (`ru_maxrss`, exact) belongs to one implementation alone. The PostgreSQL backend serving the
 run is sampled every 0.2 s. Prints one JSON line. Not a test.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import importlib.util
 import json
 import resource
 import sys
@@ -26,21 +26,19 @@ from typing import Any
 import asyncpg
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+THIS_CHECKOUT = Path(__file__).resolve().parents[2]
 
 SAMPLE_S = 0.2
 MIB = 1024 * 1024
 
 
-def load(implementation: str) -> ModuleType:
-    """A module name (`ledger.verify`) or the path of a verify.py file (another checkout's)."""
-    if not implementation.endswith(".py"):
-        return importlib.import_module(implementation)
-    spec = importlib.util.spec_from_file_location("verify_under_test", implementation)
-    assert spec is not None, implementation
-    assert spec.loader is not None, implementation
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def load(checkout: Path) -> ModuleType:
+    """`ledger.verify` as that checkout has it (nothing of the project is imported yet)."""
+    assert "ledger" not in sys.modules, "a checkout's ledger package must be the first one"
+    sys.path.insert(0, str(checkout))
+    module = importlib.import_module("ledger.verify")
+    assert module.__file__ is not None
+    assert Path(module.__file__).resolve().is_relative_to(checkout.resolve()), module.__file__
     return module
 
 
@@ -53,8 +51,8 @@ def sample_backend(pid: int, stop: threading.Event, peak: list[int]) -> None:
             return
 
 
-async def run(dsn: str, implementation: str) -> dict[str, Any]:
-    module = load(implementation)
+async def run(dsn: str, checkout: Path) -> dict[str, Any]:
+    module = load(checkout)
     conn = await asyncpg.connect(dsn)
     try:
         backend = await conn.fetchval("SELECT pg_backend_pid()")
@@ -70,7 +68,7 @@ async def run(dsn: str, implementation: str) -> dict[str, Any]:
     finally:
         await conn.close()
     return {
-        "implementation": implementation,
+        "checkout": str(checkout),
         "seconds": round(seconds, 2),
         "problems": len(problems),
         "python_rss_before_mib": round(rss_before / MIB, 1),
@@ -82,9 +80,9 @@ async def run(dsn: str, implementation: str) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", required=True)
-    parser.add_argument("--implementation", default="ledger.verify")
+    parser.add_argument("--checkout", type=Path, default=THIS_CHECKOUT)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.dsn, args.implementation))), flush=True)
+    print(json.dumps(asyncio.run(run(args.dsn, args.checkout))), flush=True)
     return 0
 
 
