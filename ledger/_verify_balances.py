@@ -16,8 +16,9 @@ from infra.db import Conn
 from ledger._verify_problem import PROBLEMS_PER_CHECK_MAX, Problem
 
 # Rows per query and page: at most this many shopper accounts, wallet rows, lot rows (summed
-# per shopper in SQL) or other accounts reach Python at once, about 10 MiB of records at
-# 10,000, whatever the number of shoppers (the whole book once took 500 MiB at 100,000).
+# per shopper in SQL) or other accounts reach Python at once, whatever the number of shoppers.
+# The whole verify peaked at 72 MiB RSS with 500,000 and with 1,000,000 shoppers (reading the
+# book at once: 782 and 1,585 MiB; tests/load/scale_ledger.py --compare-verify).
 ROWS_PER_PAGE = 10_000
 # Before the first page: ids are >= 0 (account.owner_id allows 0), and the last page is open.
 ID_BEFORE_FIRST = -1
@@ -60,6 +61,8 @@ GROUP BY shopper_id ORDER BY shopper_id
 # Network and partner accounts: maintained is the folded rollup plus the unfolded deltas.
 OTHER_ACCOUNTS_PAGE = """
 SELECT a.account_id, a.name, a.purpose, a.asset,
+       (SELECT coalesce(sum(p.amount), 0) FROM ledger.posting p
+        WHERE p.account_id = a.account_id)::bigint AS posted,
        (coalesce((SELECT b.balance FROM ledger.account_balance b
                   WHERE b.account_id = a.account_id), 0)
         + (SELECT coalesce(sum(d.amount), 0) FROM ledger.balance_delta d
@@ -67,13 +70,6 @@ SELECT a.account_id, a.name, a.purpose, a.asset,
 FROM ledger.account a
 WHERE a.owner_kind <> 'shopper' AND a.account_id > $1
 ORDER BY a.account_id LIMIT $2
-"""
-# Their postings in one statement: these few accounts carry most of the journal (every earn
-# posts to points_issued and deferred_revenue), so the planner can sum them in one scan rather
-# than walk the index once per account (a pass over the table each).
-POSTED_OF_ACCOUNTS = """
-SELECT account_id, sum(amount)::bigint AS posted FROM ledger.posting
-WHERE account_id = ANY($1::bigint[]) GROUP BY account_id
 """
 
 
@@ -124,13 +120,10 @@ async def read_books(conn: Conn, rows_per_page: int = ROWS_PER_PAGE) -> Books:
 async def _other_accounts(conn: Conn, books: Books, rows_per_page: int) -> None:
     after = ID_BEFORE_FIRST
     while rows := await conn.fetch(OTHER_ACCOUNTS_PAGE, after, rows_per_page):
-        ids = [r["account_id"] for r in rows]
-        sums = {r["account_id"]: r["posted"] for r in await conn.fetch(POSTED_OF_ACCOUNTS, ids)}
         for r in rows:
-            account = {**r, "posted": sums.get(r["account_id"], 0)}
-            books.add_posted(r["name"], r["purpose"], account["posted"])
-            _check_maintained(books, account, r["maintained"])
-        after = ids[-1]
+            books.add_posted(r["name"], r["purpose"], r["posted"])
+            _check_maintained(books, r, r["maintained"])
+        after = rows[-1]["account_id"]
 
 
 async def _shoppers(conn: Conn, books: Books, rows_per_page: int) -> None:
