@@ -1,6 +1,7 @@
 """Check a live ledger against the seven invariants of DESIGN.md and the hash chain.
 
-`verify(conn)` reads everything in one REPEATABLE READ snapshot and returns the problems it
+`verify(conn)` reads everything in one REPEATABLE READ snapshot, in bounded pages (the hash
+chain here, accounts, wallets and lots in `_verify_balances`), and returns the problems it
 found, each naming what broke. It trusts nothing the request path maintains: balances are
 recomputed from postings, and sealed blocks are re-hashed from the entries they claim.
 """
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from contracts.money import minor_unit_micros
 from infra.db import Conn
 from ledger import _chain
+from ledger._verify_balances import ROWS_PER_PAGE, Books, read_books
+from ledger._verify_problem import PROBLEMS_PER_CHECK_MAX, Problem
 
-# Problems reported per check at most: enough to act on, bounded when everything is broken.
-PROBLEMS_PER_CHECK_MAX = 100
+__all__ = ["PROBLEMS_PER_CHECK_MAX", "ROWS_PER_PAGE", "Problem", "verify"]
+
 # Each page holds its blocks' entries and postings in memory (~10,000 entries at 20 blocks).
 BLOCKS_PER_PAGE = 20
 
@@ -34,20 +35,6 @@ GUARD_TRIGGERS = {
     ("block_entry", "block_entry_no_truncate"),
     ("account", "account_no_delete"),
 }
-
-
-class Problem(msgspec.Struct, frozen=True, kw_only=True):
-    """One broken invariant: which (1-7 as in DESIGN.md), what, and where."""
-
-    invariant: int
-    check: str
-    detail: str
-    entry_id: int | None = None
-    account: str | None = None
-    shopper_id: int | None = None
-    block_id: int | None = None
-    expected: int | str | None = None
-    actual: int | str | None = None
 
 
 UNBALANCED_ENTRIES = """
@@ -68,34 +55,6 @@ LEFT JOIN ledger.account a ON a.account_id = p.account_id
 LEFT JOIN ledger.entry e ON e.entry_id = p.entry_id
 WHERE a.account_id IS NULL OR a.asset <> p.asset OR e.entry_id IS NULL
 ORDER BY p.posting_id LIMIT $1
-"""
-# Balance of every account from its postings, next to what the fast paths maintain.
-ACCOUNT_BALANCES = """
-WITH posted AS (
-    SELECT account_id, sum(amount)::bigint AS posted FROM ledger.posting GROUP BY account_id
-), unfolded AS (
-    SELECT account_id, sum(amount)::bigint AS unfolded FROM ledger.balance_delta
-    GROUP BY account_id
-)
-SELECT a.account_id, a.name, a.owner_kind, a.owner_id, a.purpose, a.asset,
-       coalesce(p.posted, 0) AS posted,
-       CASE WHEN a.owner_kind = 'shopper' THEN
-                (SELECT CASE a.purpose WHEN 'wallet' THEN w.available ELSE w.held END
-                 FROM ledger.wallet w WHERE w.shopper_id = a.owner_id)
-            ELSE coalesce(b.balance, 0) + coalesce(u.unfolded, 0) END AS maintained
-FROM ledger.account a
-LEFT JOIN posted p ON p.account_id = a.account_id
-LEFT JOIN ledger.account_balance b ON b.account_id = a.account_id
-LEFT JOIN unfolded u ON u.account_id = a.account_id
-ORDER BY a.account_id
-"""
-WALLETS = """
-SELECT shopper_id, available, held, debt_points, debt_value_micros FROM ledger.wallet
-"""
-LOTS_BY_SHOPPER = """
-SELECT shopper_id, sum(remaining)::bigint AS remaining, sum(reserved)::bigint AS reserved,
-       sum(remaining * issue_price_micros)::numeric AS value_micros
-FROM ledger.lot GROUP BY shopper_id
 """
 LOT_RESERVATIONS = """
 SELECT l.shopper_id, l.lot_id, l.reserved, coalesce(sum(hl.points), 0)::bigint AS held_open
@@ -215,22 +174,26 @@ MEMBERSHIP_CHECK = "membership_money"
 MEMBERSHIP_INVARIANT = 8  # beyond DESIGN.md's seven: membership money matches its records
 
 
-async def verify(conn: Conn) -> list[Problem]:
-    """Every broken invariant, or an empty list when the books are sound."""
+async def verify(conn: Conn, *, rows_per_page: int = ROWS_PER_PAGE) -> list[Problem]:
+    """Every broken invariant, or an empty list when the books are sound.
+
+    Accounts, wallets and lots are read `rows_per_page` at a time (the report does not
+    depend on it), so memory stays bounded at any number of shoppers.
+    """
     if conn.is_in_transaction():
-        return await _verify(conn)
+        return await _verify(conn, rows_per_page)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _verify(conn)
+        return await _verify(conn, rows_per_page)
 
 
-async def _verify(conn: Conn) -> list[Problem]:
+async def _verify(conn: Conn, rows_per_page: int) -> list[Problem]:
     problems: list[Problem] = []
     problems += await _entries_balanced(conn)
-    balances = await conn.fetch(ACCOUNT_BALANCES)
-    problems += _maintained_balances(balances)
-    problems += _points_conserved(balances)
-    problems += await _lots_match_wallets(conn, balances)
-    problems += await _wallets_never_overdrawn(conn, balances)
+    books = await read_books(conn, rows_per_page)
+    problems += books.maintained_problems()
+    problems += _points_conserved(books)
+    problems += await _lots_match_wallets(conn, books)
+    problems += await _wallets_never_overdrawn(conn, books)
     problems += await _append_only(conn)
     problems += await _hash_chain(conn)
     problems += await _membership_money(conn)
@@ -326,27 +289,8 @@ async def _entries_balanced(conn: Conn) -> list[Problem]:
     return found
 
 
-def _maintained_balances(balances: list[Any]) -> list[Problem]:
-    """Wallet rows and folded rollups must equal the sum of postings (they are derived)."""
-    return [
-        Problem(
-            invariant=2 if r["asset"] == "PTS" else 4,
-            check="maintained_balance",
-            detail=f"{r['name']}: balance row says {r['maintained']}, postings sum to "
-            f"{r['posted']}",
-            account=r["name"],
-            expected=r["posted"],
-            actual=r["maintained"],
-        )
-        for r in balances
-        if (r["maintained"] or 0) != r["posted"]
-    ][:PROBLEMS_PER_CHECK_MAX]
-
-
-def _points_conserved(balances: list[Any]) -> list[Problem]:
-    issued = sum(r["posted"] for r in balances if r["purpose"] == "points_issued")
-    wallets = sum(r["posted"] for r in balances if r["purpose"] == "wallet")
-    held = sum(r["posted"] for r in balances if r["purpose"] == "held")
+def _points_conserved(books: Books) -> list[Problem]:
+    issued, wallets, held = books.issued, books.wallets, books.held
     if issued + wallets + held == 0:
         return []
     return [
@@ -362,45 +306,8 @@ def _points_conserved(balances: list[Any]) -> list[Problem]:
     ]
 
 
-async def _lots_match_wallets(conn: Conn, balances: list[Any]) -> list[Problem]:
-    posted: dict[tuple[int, str], int] = {
-        (r["owner_id"], r["purpose"]): r["posted"] for r in balances if r["owner_kind"] == "shopper"
-    }
-    lots = {r["shopper_id"]: r for r in await conn.fetch(LOTS_BY_SHOPPER)}
-    shoppers = sorted({owner for owner, _ in posted} | set(lots))
-    found: list[Problem] = []
-    for shopper_id in shoppers:
-        wallet = posted.get((shopper_id, "wallet"), 0)
-        held = posted.get((shopper_id, "held"), 0)
-        lot = lots.get(shopper_id)
-        remaining = 0 if lot is None else lot["remaining"]
-        reserved = 0 if lot is None else lot["reserved"]
-        # A wallet in debt has no free lot points left (they are netted against the debt).
-        if remaining != max(wallet, 0) + held:
-            found.append(
-                Problem(
-                    invariant=3,
-                    check="lots_cover_wallet",
-                    detail=f"shopper {shopper_id}: lot remainders {remaining} but wallet "
-                    f"{wallet} + held {held}",
-                    shopper_id=shopper_id,
-                    account=f"shopper:{shopper_id}:wallet",
-                    expected=max(wallet, 0) + held,
-                    actual=remaining,
-                )
-            )
-        if reserved != held:
-            found.append(
-                Problem(
-                    invariant=3,
-                    check="lots_reserve_held",
-                    detail=f"shopper {shopper_id}: lots reserve {reserved} but held is {held}",
-                    shopper_id=shopper_id,
-                    account=f"shopper:{shopper_id}:held",
-                    expected=held,
-                    actual=reserved,
-                )
-            )
+async def _lots_match_wallets(conn: Conn, books: Books) -> list[Problem]:
+    found = list(books.lots)
     for r in await conn.fetch(LOT_RESERVATIONS, PROBLEMS_PER_CHECK_MAX):
         found.append(
             Problem(
@@ -413,8 +320,7 @@ async def _lots_match_wallets(conn: Conn, balances: list[Any]) -> list[Problem]:
                 actual=r["reserved"],
             )
         )
-    deferred = sum(r["posted"] for r in balances if r["name"] == "network:deferred_revenue")
-    lot_value = int(sum((r["value_micros"] for r in lots.values()), 0))
+    deferred, lot_value = books.deferred_posted, books.lot_value_micros
     if deferred != -lot_value:
         found.append(
             Problem(
@@ -429,30 +335,8 @@ async def _lots_match_wallets(conn: Conn, balances: list[Any]) -> list[Problem]:
     return found[:PROBLEMS_PER_CHECK_MAX]
 
 
-async def _wallets_never_overdrawn(conn: Conn, balances: list[Any]) -> list[Problem]:
-    posted = {
-        r["owner_id"]: r["posted"]
-        for r in balances
-        if r["owner_kind"] == "shopper" and r["purpose"] == "wallet"
-    }
-    found: list[Problem] = []
-    debt_value = 0
-    for w in await conn.fetch(WALLETS):
-        debt_value += w["debt_value_micros"]
-        wallet = posted.get(w["shopper_id"], 0)
-        if wallet < 0 and w["debt_points"] != -wallet:
-            found.append(
-                Problem(
-                    invariant=5,
-                    check="negative_wallet_is_debt",
-                    detail=f"shopper {w['shopper_id']}: wallet {wallet} below zero with "
-                    f"{w['debt_points']} points of recorded debt",
-                    shopper_id=w["shopper_id"],
-                    account=f"shopper:{w['shopper_id']}:wallet",
-                    expected=-wallet,
-                    actual=w["debt_points"],
-                )
-            )
+async def _wallets_never_overdrawn(conn: Conn, books: Books) -> list[Problem]:
+    found = list(books.debts)
     for r in await conn.fetch(WALLET_DIPS, PROBLEMS_PER_CHECK_MAX):
         found.append(
             Problem(
@@ -467,7 +351,7 @@ async def _wallets_never_overdrawn(conn: Conn, balances: list[Any]) -> list[Prob
                 actual=r["running"],
             )
         )
-    debt_posted = sum(r["posted"] for r in balances if r["name"] == "network:points_debt")
+    debt_posted, debt_value = books.debt_posted, books.debt_value_micros
     if debt_posted != debt_value:
         found.append(
             Problem(

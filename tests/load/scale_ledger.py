@@ -27,7 +27,12 @@ DATABASE_URL is set, applies the migrations to a scratch database, then:
    `ledger.settlement.verify_settlements` (both must find nothing, or the run fails).
 
 Reports durations and peak RSS of this process and of every PostgreSQL process (sampled every
-0.5 s), as a table and as one JSON line. Stops by itself at `--deadline-min`.
+0.5 s), as a table and as one JSON line. With `--compare-verify DIR` (another checkout, e.g.
+/work/main; repeatable), verify then runs `--compare-rounds` times as that checkout's and as
+this one's `ledger.verify`, alternately (A B A B), each in a fresh process
+(`tests.load.verify_rss`) against the same journal, so each time and peak RSS belongs to one
+implementation.
+Stops by itself at `--deadline-min`.
 Not a test: nothing runs under pytest; it prints numbers for docs/performance.md.
 """
 
@@ -59,6 +64,7 @@ from ledger import service as ledger
 from ledger import settlement, verify
 from tests.load.ledger_bench import recreate
 
+THIS_CHECKOUT = Path(__file__).resolve().parents[2]
 POSTINGS_PER_ENTRY = 4
 PARTNERS = 10
 ISSUE_PRICE_MICROS = 5_000
@@ -405,6 +411,8 @@ async def bench(server_dsn: str, args: argparse.Namespace, run: Run) -> dict[str
             time.monotonic() - started,
             problems=len(settle_problems),
         )
+        if args.compare_verify:
+            await compare_verify(dsn, args, run)
         for problem in problems[:10]:
             print(f"PROBLEM {problem.check}: {problem.detail}", flush=True)
         for text in settle_problems[:10]:
@@ -416,6 +424,33 @@ async def bench(server_dsn: str, args: argparse.Namespace, run: Run) -> dict[str
         }
     finally:
         await conn.close()
+
+
+async def compare_verify(dsn: str, args: argparse.Namespace, run: Run) -> None:
+    """A B A B: the other checkouts' verify, then this one's, each in a fresh process."""
+    for round_no in range(1, args.compare_rounds + 1):
+        for checkout in (*args.compare_verify, THIS_CHECKOUT):
+            run.left()
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.load.verify_rss",
+                "--dsn",
+                dsn,
+                "--checkout",
+                str(checkout),
+                stdout=asyncio.subprocess.PIPE,
+                cwd=THIS_CHECKOUT,  # tests.load.verify_rss is this checkout's
+            )
+            out, _ = await asyncio.wait_for(child.communicate(), timeout=run.left())
+            if child.returncode != 0:
+                raise RuntimeError(f"verify_rss {checkout} exited {child.returncode}")
+            figures = json.loads(out.decode().strip().splitlines()[-1])
+            run.record(
+                f"verify in a fresh process, round {round_no}: {checkout}",
+                figures.pop("seconds"),
+                **{f"child_{key}": value for key, value in figures.items()},
+            )
 
 
 def postmaster_of(server: embedded.EmbeddedPostgres | None) -> int | None:
@@ -434,6 +469,10 @@ def main() -> int:
     parser.add_argument("--batch-entries", type=int, default=25_000)
     parser.add_argument("--deadline-min", type=float, default=25.0)
     parser.add_argument("--nice", type=int, default=19)
+    parser.add_argument(
+        "--compare-verify", type=Path, action="append", default=[], help="another checkout"
+    )
+    parser.add_argument("--compare-rounds", type=int, default=2)
     args = parser.parse_args()
     entries = args.postings // POSTINGS_PER_ENTRY
     if not 1_000 <= args.postings <= 40_000_000 or not 2 <= args.shoppers <= 10_000_000:
@@ -471,7 +510,7 @@ def main() -> int:
         "steps": run.steps,
         **sampler.snapshot(),
     }
-    print("SCALE-LEDGER " + json.dumps(result), flush=True)
+    print("SCALE-LEDGER " + json.dumps(result, default=str), flush=True)  # paths as text
     return 0 if result.get("ok") else 1
 
 
