@@ -1,4 +1,5 @@
-"""aggregates_fold of 0090 (owner looked up by key) folds exactly what 0075's did.
+"""aggregates_fold of 0193 (each shopper_stats row written once per batch, on 0090's owner lookup
+by key) folds exactly what 0075's did.
 
 The same queue is folded twice in one transaction: by 0075's function (recreated from the
 migration's text as pg_temp.aggregates_fold_0075) and, after rolling back to a savepoint, by the
@@ -6,7 +7,9 @@ current aggregates_fold, with the same batch size; every aggregate row must be t
 is the transaction's start, so even updated_at matches). The queue mixes what the fold
 distinguishes: transaction and basket-line deltas, visits and none, refunds (negative), several
 months, shoppers with rows already folded, an erased shopper, a shopper merged into a live
-survivor, one merged into an erased survivor and a shopper id with no row.
+survivor, one merged into an erased survivor and a shopper id with no row. A second queue holds
+basket lines only, for shoppers with rows: their favourite category moves without any
+transaction delta in the batch (a batch boundary between a purchase's lines and its row).
 """
 
 from __future__ import annotations
@@ -81,6 +84,21 @@ async def _fold(conn: asyncpg.Connection | Any, function: str, batch: int) -> in
     return total
 
 
+async def _fold_both(
+    conn: asyncpg.Connection | Any, batch: int, queued: int
+) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
+    """The aggregate rows after folding the queue by 0075's function, then (from the same
+    state) by the current one."""
+    await conn.execute("SAVEPOINT before_fold")
+    assert await _fold(conn, "pg_temp.aggregates_fold_0075", batch) == queued
+    old = await _snapshot(conn)
+    await conn.execute("ROLLBACK TO SAVEPOINT before_fold")
+    assert await _fold(conn, "aggregates_fold", batch) == queued
+    new = await _snapshot(conn)
+    await conn.execute("ROLLBACK TO SAVEPOINT before_fold")
+    return old, new
+
+
 async def test_fold_matches_0075_on_the_same_queue(pool: asyncpg.Pool) -> None:
     rng = random.Random(90)
     async with pool.acquire() as conn:
@@ -113,17 +131,20 @@ async def test_fold_matches_0075_on_the_same_queue(pool: asyncpg.Pool) -> None:
             queued = await conn.fetchval("SELECT count(*) FROM aggregate_delta")
 
             for batch in (97, 10_000):
-                await conn.execute("SAVEPOINT before_fold")
-                assert await _fold(conn, "pg_temp.aggregates_fold_0075", batch) == queued
-                old = await _snapshot(conn)
-                await conn.execute("ROLLBACK TO SAVEPOINT before_fold")
-                assert await _fold(conn, "aggregates_fold", batch) == queued
-                new = await _snapshot(conn)
-                await conn.execute("ROLLBACK TO SAVEPOINT before_fold")
+                old, new = await _fold_both(conn, batch, queued)
                 assert new == old
                 assert new["shopper_stats"], "the comparison covers folded rows"
                 owners = {row[0] for row in new["shopper_partner_stats"]}
                 assert survivor in owners
                 assert not owners & {erased, absorbed, absorbed_by_erased, missing}
+
+            assert await _fold(conn, "aggregates_fold", 10_000) == queued
+            live = shoppers[5:]
+            row = [partners[0], "garden", NOW, 10**9, 0, 0, 0]  # a line outspending the rest
+            await conn.execute(INSERT_DELTA, live, *([value] * len(live) for value in row))
+            old, new = await _fold_both(conn, 10_000, len(live))
+            assert new == old
+            favourites = {row[0]: row[9] for row in new["shopper_stats"]}
+            assert all(favourites[shopper] == "garden" for shopper in live)
         finally:
             await tr.rollback()

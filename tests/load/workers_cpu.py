@@ -1,6 +1,7 @@
 """PostgreSQL backend CPU per purchase of each background job that runs under purchase load.
 
-    python tests/load/workers_cpu.py [--purchases 20000] [--before 0087] [--functions]
+    python tests/load/workers_cpu.py [--purchases 20000] [--before 0182] [--functions]
+    python tests/load/workers_cpu.py --steady-s 30 [--steady-ab --before 0182]
 
 Starts a throwaway embedded PostgreSQL (deleted afterwards) and creates two databases: `before`
 migrated with the migrations numbered up to `--before` only, `after` with all of them. Each gets
@@ -13,9 +14,12 @@ whole backlog on one fresh connection, as the worker calls it, until it returns 
 `ledger.fold_deltas`, `ledger.seal_blocks`, `shoppers.refresh_aggregates`. Prints the backend's
 CPU (/proc/<pg_backend_pid()>/schedstat, or utime + stime) in microseconds per purchase folded.
 
-The Python side of sealing is whatever this checkout has (both databases use it); `before` and
-`after` differ only in the migrations. With `--functions`, `track_functions = 'all'` is on for
-the job connections and the function times per purchase are printed too.
+The Python side is whatever this checkout has (both databases use it); `before` and `after`
+differ only in the migrations. That Python needs the tables of every migration up to 0182
+(challenges, memberships, ...), so `--before` is at least 0182: the script A/Bs migrations added
+after it. With `--functions`, `track_functions = 'all'` is on for the job connections and the
+function times per purchase are printed too. `--steady-s` runs purchases and the jobs side by
+side at the scheduler's cadence (see `steady`); with `--steady-ab`, in `before` and `after`.
 
 Not a test: nothing asserts; it prints numbers for docs/performance.md.
 """
@@ -51,6 +55,7 @@ from tests.load.ledger_bench import recreate
 PARTNERS = 10
 SHOPPERS = 100_000
 WRITERS = 4
+BEFORE_MIN = 182  # the newest migration the setup's Python needs
 
 Job = Callable[[asyncpg.Connection], Awaitable[int]]
 
@@ -170,7 +175,10 @@ async def measure(dsn: str, purchases: int, with_functions: bool) -> dict[str, f
                 f" µs wall/purchase  ({runs} runs, {folded} items)"
             )
             if with_functions:
-                await asyncio.sleep(0.6)  # stats are flushed at most every 500 ms
+                # A backend flushes its pending stats at the end of a transaction, at most once
+                # a second: wait, end one, then read.
+                await asyncio.sleep(1.1)
+                await conn.execute("SELECT 1")
                 rows = await conn.fetch(
                     "SELECT schemaname || '.' || funcname AS f, calls, self_time, total_time"
                     " FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 6"
@@ -188,14 +196,12 @@ async def measure(dsn: str, purchases: int, with_functions: bool) -> dict[str, f
 
 async def steady(dsn: str, postmaster: int, seconds: float, jobs_on: bool) -> None:
     """Purchases from WRITERS connections for `seconds`, with the jobs running beside them as
-    the scheduler runs them (a run that processed nothing sleeps the job's interval), then the
+    the scheduler runs them (`workers.Job.again_at_once`: a run that did not fill its batch
+    sleeps the job's interval, so each run folds what queued meanwhile), then the
     jobs drain what is left. Prints backend CPU per purchase: writers, each job, and the whole
     PostgreSQL process tree (autovacuum, WAL writer and checkpointer included)."""
-    intervals = {
-        "ledger.fold_deltas": workers.ROLLUP_INTERVAL_S,
-        "ledger.seal_blocks": workers.SEAL_INTERVAL_S,
-        "shoppers.refresh_aggregates": workers.AGGREGATES_INTERVAL_S,
-    }
+    scheduled = {job.name: job for job in workers.default_jobs() if job.name in JOBS}
+    assert scheduled.keys() == JOBS.keys(), scheduled.keys()
     stop = asyncio.Event()
     count = 0
     cpu: dict[str, float] = {}
@@ -236,9 +242,9 @@ async def steady(dsn: str, postmaster: int, seconds: float, jobs_on: bool) -> No
         try:
             while not stop.is_set():
                 runs[name] = runs.get(name, 0) + 1
-                if await job(c) == 0:
+                if not scheduled[name].again_at_once(await job(c)):
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), intervals[name])
+                        await asyncio.wait_for(stop.wait(), scheduled[name].interval_s)
             while await job(c) > 0:  # drain: the cost of what was queued is counted
                 pass
             cpu[name] = backend_cpu_s(pid) - start
@@ -270,10 +276,7 @@ async def steady(dsn: str, postmaster: int, seconds: float, jobs_on: bool) -> No
 
 async def run(server_dsn: str, before: int, purchases: int, with_functions: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="workers-cpu-migrations-") as scratch:
-        old = Path(scratch)
-        for path in sorted(migrations.MIGRATIONS_DIR.glob("*.sql")):
-            if int(path.name[:4]) <= before:
-                shutil.copy(path, old / path.name)
+        old = await _migrated_copy(Path(scratch), before)
         dsns = {
             "before": await recreate(server_dsn, "workers_cpu_before"),
             "after": await recreate(server_dsn, "workers_cpu_after"),
@@ -285,41 +288,77 @@ async def run(server_dsn: str, before: int, purchases: int, with_functions: bool
         await measure(dsn, purchases, with_functions)
 
 
-async def run_steady(server_dsn: str, scratch: Path, purchases: int, seconds: float) -> None:
-    dsn = await recreate(server_dsn, "workers_cpu_steady")
-    await setup(dsn, migrations.MIGRATIONS_DIR, purchases)
-    for job in JOBS.values():  # start from empty queues
-        conn = await asyncpg.connect(dsn)
-        try:
+async def _migrated_copy(scratch: Path, before: int) -> Path:
+    """A directory holding the migrations numbered up to `before`."""
+    for path in sorted(migrations.MIGRATIONS_DIR.glob("*.sql")):
+        if int(path.name[:4]) <= before:
+            shutil.copy(path, scratch / path.name)
+    return scratch
+
+
+async def _drain(dsn: str, *, vacuum: bool) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for job in JOBS.values():
             while await job(conn) > 0:
                 pass
+        if vacuum:
             await conn.execute("VACUUM ANALYZE")
-        finally:
-            await conn.close()
+    finally:
+        await conn.close()
+
+
+async def run_steady(
+    server_dsn: str, scratch: Path, purchases: int, seconds: float, before: int | None
+) -> None:
+    """Jobs off, on, off, on in one database; with `before`, jobs on in `before` and `after`
+    databases alternately (ABBA), to A/B migrations at the scheduler's cadence."""
     postmaster = int((scratch / "pgdata" / "postmaster.pid").read_text().split()[0])
-    for jobs_on in (False, True, False, True):
-        await steady(dsn, postmaster, seconds, jobs_on)
-        conn = await asyncpg.connect(dsn)
-        try:
-            for job in JOBS.values():
-                while await job(conn) > 0:
-                    pass
-        finally:
-            await conn.close()
+    if before is None:
+        dsn = await recreate(server_dsn, "workers_cpu_steady")
+        await setup(dsn, migrations.MIGRATIONS_DIR, purchases)
+        await _drain(dsn, vacuum=True)  # start from empty queues
+        for jobs_on in (False, True, False, True):
+            await steady(dsn, postmaster, seconds, jobs_on)
+            await _drain(dsn, vacuum=False)
+        return
+    with tempfile.TemporaryDirectory(prefix="workers-cpu-migrations-") as old:
+        dsns = {
+            "before": await recreate(server_dsn, "workers_cpu_before"),
+            "after": await recreate(server_dsn, "workers_cpu_after"),
+        }
+        await setup(dsns["before"], await _migrated_copy(Path(old), before), purchases)
+        await setup(dsns["after"], migrations.MIGRATIONS_DIR, purchases)
+    for dsn in dsns.values():
+        await _drain(dsn, vacuum=True)
+    for name in ("before", "after", "after", "before"):
+        print(f"{name}:")
+        await steady(dsns[name], postmaster, seconds, jobs_on=True)
+        await _drain(dsns[name], vacuum=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=int, default=87, help="last migration of `before`")
+    parser.add_argument("--before", type=int, default=BEFORE_MIN, help="last migration of `before`")
     parser.add_argument("--purchases", type=int, default=20_000)
     parser.add_argument("--functions", action="store_true")
     parser.add_argument("--steady-s", type=float, default=0.0, help="steady-state mode")
+    parser.add_argument(
+        "--steady-ab", action="store_true", help="steady state in `before` and `after`, ABBA"
+    )
     args = parser.parse_args()
+    if args.before < BEFORE_MIN:
+        parser.error(
+            f"--before must be at least {BEFORE_MIN:04d}: this checkout's Python needs its tables"
+        )
     with tempfile.TemporaryDirectory(prefix="workers-cpu-") as scratch:
         server = embedded.start(Path(scratch), cleanup_mode="delete")
         try:
             if args.steady_s:
-                asyncio.run(run_steady(server.dsn, Path(scratch), args.purchases, args.steady_s))
+                before = args.before if args.steady_ab else None
+                asyncio.run(
+                    run_steady(server.dsn, Path(scratch), args.purchases, args.steady_s, before)
+                )
             else:
                 asyncio.run(run(server.dsn, args.before, args.purchases, args.functions))
         finally:
