@@ -9,9 +9,10 @@ operator API and enrolls the shoppers through the signed POST /v1/shoppers, spre
 partners (gateway.bench's provisioning, as partners enroll theirs), pre-builds and signs every
 batch (unique partner_refs, random shoppers and amounts), then posts them with
 `--concurrency` calls in flight and reports purchases/s over the wall time from the first
-call to the last answer. Afterwards it checks that every item was created, that the database
-holds exactly that many purchases, and that `ledger.verify` is clean; it fails loudly
-otherwise.
+call to the last answer, with the CPU spent over that window by the server's process and by
+its pool's PostgreSQL backends (the batches' and the background jobs'), per purchase.
+Afterwards it checks that every item was created, that the database holds exactly that many
+purchases, and that `ledger.verify` is clean; it fails loudly otherwise.
 
 Loopback only and bounded: at most BATCHES_MAX calls, RUN_TIMEOUT_S for the whole run. Not a
 test: it prints numbers for docs/performance.md.
@@ -44,6 +45,7 @@ from gateway.bench._requests import PartnerKey, card_number
 from gateway.tokens import load_or_create
 from infra import embedded, migrations
 from ledger import verify
+from tests.load.earn_cpu import backend_cpu_s
 
 BENCH_DATABASE = "coalition_batch_bench"
 BATCHES_MAX = 200
@@ -95,6 +97,25 @@ def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# The server's pool's backends: every client backend of the bench database but the bench's own.
+APP_BACKENDS = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+
+async def backends_cpu_s(conn: asyncpg.Connection) -> dict[int, float]:
+    """CPU seconds of each of the server's backends (an empty dict when PostgreSQL runs where
+    this process cannot read its /proc, e.g. another host)."""
+    cpu_s: dict[int, float] = {}
+    for row in await conn.fetch(APP_BACKENDS):
+        try:
+            cpu_s[row["pid"]] = backend_cpu_s(row["pid"])
+        except OSError:
+            return {}
+    return cpu_s
 
 
 def build_batches(
@@ -155,11 +176,9 @@ async def run(args: argparse.Namespace, server_dsn: str, scratch: Path) -> dict[
         try:
             await _server.wait_ready(server.base_url, server)
             try:
-                cpu_s_before = process_cpu_s(server.process.pid)
-                figures = await measure(args, app_dsn, server.base_url, data_dir)
-                # The app process's CPU over provisioning and the run: a share near 1.0 of
-                # the measured time means the server's one Python process is the bottleneck.
-                figures["server_cpu_s"] = round(process_cpu_s(server.process.pid) - cpu_s_before, 1)
+                figures = await measure(
+                    args, app_dsn, server.base_url, data_dir, server.process.pid
+                )
             except RuntimeError as exc:
                 log = server.log_path.read_text(errors="replace")
                 errors = [line for line in log.splitlines() if "Error" in line][-3:]
@@ -174,7 +193,7 @@ async def run(args: argparse.Namespace, server_dsn: str, scratch: Path) -> dict[
 
 
 async def measure(
-    args: argparse.Namespace, app_dsn: str, base_url: str, data_dir: Path
+    args: argparse.Namespace, app_dsn: str, base_url: str, data_dir: Path, server_pid: int
 ) -> dict[str, object]:
     key = load_or_create(data_dir, None)
     run_id = str(time.time_ns())[-9:]
@@ -195,7 +214,11 @@ async def measure(
             await conn.execute("ANALYZE")
             batches = batches[WARM_UP_BATCHES:]
             before = await conn.fetchval("SELECT count(*) FROM partner_transactions")
+            server_cpu_s_before = process_cpu_s(server_pid)
+            backends_before = await backends_cpu_s(conn)
             elapsed_s, latencies_s = await post_all(http, base_url, batches, args.concurrency)
+            server_cpu_s = process_cpu_s(server_pid) - server_cpu_s_before
+            backends_after = await backends_cpu_s(conn)
         purchases = args.batches * MAX_BATCH_ITEMS
         recorded = await conn.fetchval("SELECT count(*) FROM partner_transactions") - before
         if recorded != purchases:
@@ -217,9 +240,32 @@ async def measure(
         "purchases_per_s": round(purchases / elapsed_s),
         "batch_latency_s_p50": round(statistics.median(latencies_s), 2),
         "batch_latency_s_max": round(max(latencies_s), 2),
+        # Over the measured window only. A server CPU near elapsed_s: its one Python process
+        # is the bottleneck. PostgreSQL's: the pool's backends, the batches' and the background
+        # jobs' (aggregates, sealing: they share the cores); no WAL writer, no autovacuum.
+        "server_cpu_s": round(server_cpu_s, 2),
+        "server_cpu_us_per_purchase": round(server_cpu_s / purchases * 1e6),
+        **postgres_cpu(backends_before, backends_after, purchases),
         "verify": "clean",
         "cpus": os.cpu_count(),
     }
+
+
+def postgres_cpu(
+    before: dict[int, float], after: dict[int, float], purchases: int
+) -> dict[str, object]:
+    """The backends' CPU over the window (a backend opened during it counts from zero; one
+    closed during it is missing, and said so)."""
+    if not after:
+        return {"postgres_cpu_s": "unreadable"}
+    cpu_s = sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+    figures: dict[str, object] = {
+        "postgres_cpu_s": round(cpu_s, 2),
+        "postgres_cpu_us_per_purchase": round(cpu_s / purchases * 1e6),
+    }
+    if set(before) - set(after):
+        figures["postgres_backends_closed"] = len(set(before) - set(after))
+    return figures
 
 
 def main(argv: list[str]) -> int:
