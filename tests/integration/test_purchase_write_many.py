@@ -21,6 +21,7 @@ from contracts.partners import Line, PurchaseBatchRequest, PurchaseBatchResult, 
 from infra.db import Conn
 from ledger import verify
 from partners import batch, operations, purchase_many
+from partners._common import ledger_key
 from shoppers import luhn
 from shoppers import service as shoppers
 from tests.support import program
@@ -337,3 +338,52 @@ async def _until_waiting_on_a_lock(conn: Conn, pids: list[int]) -> None:
 
 LOCK_WALLET = "SELECT 1 FROM ledger.wallet WHERE shopper_id = $1 FOR UPDATE"
 WAITING_ON_A_LOCK = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
+
+
+async def test_a_ledger_key_claimed_elsewhere_waits_and_is_posted_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """Another transaction has claimed the ledger key of the write's purchase (the same
+    partner_ref, another shopper) and not committed: the write waits on the claim (0194 stores
+    the claim with its result, still as its first write), then leaves the purchase out for the
+    single path. The key is posted once, by the other transaction, whose stored result stays."""
+    partner_id = await program.partner(pool, "claimed")
+    holders = [await program.shopper(pool, partner_id) for _ in range(2)]
+    for holder in holders:  # wallets exist, locked by the write before its claims
+        await program.buy(pool, partner_id, holder.card_number, 1_000)
+    request = _purchase(holders[1].card_number, "claimed-first", 2_000)
+    other = await pool.acquire()
+    try:
+        await other.execute("BEGIN")
+        first = _purchase(holders[0].card_number, "claimed-first", 3_000)
+        await operations.purchase(other, partner_id, first, idempotency_key="other-call")
+        writer_pid: list[int] = []
+
+        async def post() -> dict[int, Any]:
+            async with pool.acquire() as conn, conn.transaction():
+                writer_pid.append(conn.get_server_pid())
+                return await purchase_many.post_plain(
+                    conn, [purchase_many.Candidate(0, partner_id, request, "this-call")]
+                )
+
+        posting = asyncio.create_task(post())
+        await _until_waiting_on_a_lock(other, writer_pid)  # at the claim of the same key
+        await other.execute("COMMIT")
+        written = await asyncio.wait_for(posting, timeout=10)
+    finally:
+        await pool.release(other)
+    assert written == {}
+    operation = await pool.fetchrow(
+        "SELECT o.result, o.entry_id, (SELECT count(*) FROM ledger.entry e"
+        " WHERE e.idempotency_key = o.idempotency_key) AS entries"
+        " FROM ledger.operation o WHERE o.idempotency_key = $1",
+        ledger_key(partner_id, "claimed-first"),
+    )
+    assert operation is not None
+    assert operation["entries"] == 1
+    assert json.loads(operation["result"])["shopper_id"] == holders[0].shopper_id
+    assert json.loads(operation["result"])["entry_id"] == operation["entry_id"]
+    assert await program.balance(pool, holders[0].card_number) == 40  # 10 before, 30 now
+    assert await program.balance(pool, holders[1].card_number) == 10  # the write posted none
+    async with pool.acquire() as conn:
+        assert await verify.verify(conn) == []
