@@ -9,8 +9,6 @@ the total.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -31,35 +29,17 @@ POLL_S = 0.1
 COUNTED_PATH = "/healthz"
 
 
-class WorkersServer(Server):
-    def _spawn(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(WORKERS),
-                ],
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.starts += 1
-
-
 @pytest.fixture(scope="module")
 async def server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
     work = Path(tmp_path_factory.mktemp("workers"))
-    running = WorkersServer(
-        database_url, work, work / "server.log", env_extra={"COALITION_DB_POOL_MAX": str(POOL_MAX)}
+    running = Server(
+        database_url,
+        work,
+        work / "server.log",
+        env_extra={"COALITION_DB_POOL_MAX": str(POOL_MAX)},
+        serve_args=("--workers", str(WORKERS)),
     )
     await running.start()
     try:

@@ -46,6 +46,7 @@ class Server:
     data_dir: Path
     log_path: Path
     env_extra: dict[str, str] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()  # after `serve --port N`, e.g. ("--workers", "2")
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -65,7 +66,10 @@ class Server:
         assert self.process is None or self.process.poll() is not None, "already running"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)],
+                [
+                    *(sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)),
+                    *self.serve_args,
+                ],
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -25,37 +25,22 @@ BYTES_MAX = 400  # 100 s of dripping: far beyond the bound below
 CLOSED_WITHIN_S = 15.0
 
 
-class TimedServer(Server):
-    def _spawn(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--request-read-timeout",
-                    str(READ_TIMEOUT_S),
-                    "--keep-alive-timeout",
-                    str(KEEP_ALIVE_TIMEOUT_S),
-                ],
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.starts += 1
-
-
 @pytest.fixture(scope="module")
 async def server(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
     work = Path(tmp_path_factory.mktemp("slow"))
-    running = TimedServer(
-        database_url, work, work / "server.log", env_extra={"COALITION_WORKERS": "0"}
+    running = Server(
+        database_url,
+        work,
+        work / "server.log",
+        env_extra={"COALITION_WORKERS": "0"},
+        serve_args=(
+            "--request-read-timeout",
+            str(READ_TIMEOUT_S),
+            "--keep-alive-timeout",
+            str(KEEP_ALIVE_TIMEOUT_S),
+        ),
     )
     await running.start()
     try:
