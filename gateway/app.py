@@ -30,6 +30,7 @@ from gateway.email_jobs import mail_jobs
 from gateway.group_commit import GroupCommit
 from gateway.json_body import StrictJSONRequest
 from gateway.metrics_doc import METRICS_MEDIA_TYPE, METRICS_RESPONSE
+from gateway.metrics_requests import RequestMetricsMiddleware
 from gateway.partner_state import PartnerGateway
 from gateway.replica import ReadReplica
 from gateway.request_id import before_send, request_id_middleware
@@ -271,7 +272,11 @@ def _is_partner_call(handler: HTTPRouteHandler) -> bool:
 
 def _prometheus_config() -> PrometheusConfig:
     return PrometheusConfig(
-        app_name="coalition", prefix="coalition", group_path=True, exclude=["/metrics"]
+        app_name="coalition",
+        prefix="coalition",
+        group_path=True,
+        exclude=["/metrics"],
+        middleware_class=RequestMetricsMiddleware,
     )
 
 
