@@ -33,16 +33,36 @@ API_PREFIX = "/v1/"
 DOCUMENT_PREFIX = "/schema"
 
 
+# As sent (ASGI header names are lower case bytes); see before_send.
+_EVERY_ANSWER_RAW = [
+    (name.lower().encode(), value.encode()) for name, value in EVERY_ANSWER.items()
+]
+
+
 async def before_send(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     headers = MutableScopeHeaders.from_message(message)
-    for name, value in EVERY_ANSWER.items():
-        headers[name] = value
+    # One pass over what the route set, instead of a scan of the list per header set: this hook
+    # runs on every answer of the hot path.
+    present = _first_values(headers.headers)
+    for name, value in _EVERY_ANSWER_RAW:
+        if name in present:  # rare: overwrite (and dedupe) as MutableScopeHeaders does
+            headers[name.decode()] = value.decode()
+        else:
+            headers.headers.append((name, value))
     path = str(scope.get("path", ""))
-    if path.startswith(API_PREFIX) and "cache-control" not in headers:
-        headers["Cache-Control"] = "no-store"
-    content_type = headers.get("content-type") or ""
+    if path.startswith(API_PREFIX) and b"cache-control" not in present:
+        headers.headers.append((b"cache-control", b"no-store"))
+    content_type = present.get(b"content-type", b"").decode("latin-1")
     is_page = content_type.startswith("text/html") and not path.startswith(DOCUMENT_PREFIX)
-    if is_page and "content-security-policy" not in headers:  # the card sets a stricter one
+    if is_page and b"content-security-policy" not in present:  # the card sets a stricter one
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+
+
+def _first_values(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Each header name (lower case) with its first value, as MutableScopeHeaders.get reads."""
+    present: dict[bytes, bytes] = {}
+    for name, value in headers:
+        present.setdefault(name.lower(), value)
+    return present
