@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     partner_gateway = PartnerGateway(keybox.load_or_create(settings.data_dir, settings.master_key))
     prometheus = _prometheus_config()
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *health.ROUTES,
             *event_types.ROUTES,
@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             lambda app: setattr(app.state, "partner_gateway", partner_gateway),
         ],
     )
+    _require_partner_routes_signed(app)
+    return app
 
 
 def _lifespan(
@@ -258,11 +260,21 @@ def _partner_api() -> Router:
             *memberships.ROUTES,
             *challenges.ROUTES,
         ],
-        guards=[signed_partner],
+        before_request=signed_partner,
         dependencies={"caller": Provide(provide_caller)},
         request_max_body_size=PARTNER_BODY_BYTES_MAX,
         tags=[PARTNER_TAG],
     )
+
+
+def _require_partner_routes_signed(app: Litestar) -> None:
+    """Every partner route authenticates by `signed_partner`, not by a closer layer's hook."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if not isinstance(handler, HTTPRouteHandler) or not _is_partner_call(handler):
+                continue
+            if handler.resolve_before_request() is not signed_partner:
+                raise RuntimeError(f"partner route {route.path} is not signed by signed_partner")
 
 
 def _is_partner_call(handler: HTTPRouteHandler) -> bool:
