@@ -328,7 +328,8 @@ def problem_statuses(
 ) -> list[int]:
     """The error statuses an operation can answer, from its inputs, guards and method."""
     inputs = _has_inputs(handler, route)
-    authenticated = bool(handler.resolve_guards())
+    # Partner routes (the rate-limited ones) authenticate in a before_request hook, not a guard.
+    authenticated = bool(handler.resolve_guards()) or rate_limited
     mutating = bool(MUTATING_METHODS & handler.http_methods)
     statuses = [500]
     if inputs:
