@@ -326,7 +326,7 @@ def _has_inputs(handler: HTTPRouteHandler, route: HTTPRoute) -> bool:
 def problem_statuses(
     handler: HTTPRouteHandler, route: HTTPRoute, *, rate_limited: bool
 ) -> list[int]:
-    """The error statuses an operation can answer, from its inputs, guards and method."""
+    """The error statuses an operation can answer, from its inputs, authentication and method."""
     inputs = _has_inputs(handler, route)
     # Partner routes (the rate-limited ones) authenticate in a before_request hook, not a guard.
     authenticated = bool(handler.resolve_guards()) or rate_limited
